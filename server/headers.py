@@ -1,0 +1,98 @@
+"""Response head formatting: status lines, field lines, the Date clock.
+
+Everything that does not change per request is bytes computed once; the per-request part
+is a join of a few short strings. Nothing from the request reaches a field value without
+going through ``safe_field_value``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .httpdate import format_http_date
+
+SERVER_NAME = "zerocopy-server"
+
+REASONS = {
+    200: "OK",
+    204: "No Content",
+    206: "Partial Content",
+    301: "Moved Permanently",
+    304: "Not Modified",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    412: "Precondition Failed",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
+
+STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n" for code, reason in REASONS.items()}
+
+# Field lines every response carries after Date.
+SERVER_LINE = f"Server: {SERVER_NAME}\r\n"
+
+
+class DateClock:
+    """The ``Date:`` field line, formatted at most once per second (RFC 9110 §6.6.1)."""
+
+    __slots__ = ("_line", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = ""
+
+    def line(self) -> str:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._line = f"Date: {format_http_date(now)}\r\n"
+        return self._line
+
+
+DATE_CLOCK = DateClock()
+
+
+def safe_field_value(value: str) -> str:
+    """A field value with every control character and non-ASCII byte percent-encoded.
+
+    Whatever the request carried, the result cannot end a field line or start a new one
+    (no response splitting, RFC 9110 §5.5).
+    """
+    if value.isascii() and value.isprintable():
+        return value
+    out = []
+    for ch in value:
+        code = ord(ch)
+        if 0x20 <= code < 0x7F:
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
+    return "".join(out)
+
+
+def error_head_and_body(status: int, close: bool, extra: str = "") -> bytes:
+    """A complete short plain-text error response (head and body).
+
+    The body is the reason phrase only: it never echoes request bytes or OS errors.
+    """
+    body = f"{status} {REASONS[status]}\n"
+    head = (
+        STATUS_LINES[status]
+        + DATE_CLOCK.line()
+        + SERVER_LINE
+        + "Content-Type: text/plain; charset=utf-8\r\n"
+        + f"Content-Length: {len(body)}\r\n"
+        + extra
+        + ("Connection: close\r\n" if close else "")
+        + "\r\n"
+    )
+    return (head + body).encode("latin-1")

@@ -1,0 +1,133 @@
+"""Opening the file a normalized request path names, without leaving the served root.
+
+A site root is not a sandbox: a symlink inside it can point anywhere. So the decision is
+made on what was actually opened: after ``open``, the kernel's own name for the open file
+(``/proc/self/fd/N``) must lie under the root's real path, and, unless dotfiles are
+allowed, must not pass through a dot-directory. Checking the opened file, rather than
+resolving the name first and opening it second, leaves no window for a symlink swap.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from dataclasses import dataclass
+
+from .paths import RequestPath
+
+log = logging.getLogger("zerocopy.lookup")
+
+INDEX_FILE = "index.html"
+
+# O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, freezing the
+# event loop. O_NOCTTY: a terminal device inside the root must not become ours.
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+_NOT_FOUND_ERRNOS = frozenset(
+    {errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.EISDIR}
+)
+_FORBIDDEN_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
+_HAVE_PROC_FD = os.path.isdir("/proc/self/fd")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenFile:
+    fd: int  # owned by the caller from here on
+    stat: os.stat_result
+    name: str  # the file's base name, for Content-Type
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    status: int  # 403, 404 or 500
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsSlash:
+    """A directory asked for without its trailing slash: redirect (301)."""
+
+
+NEEDS_SLASH = NeedsSlash()
+NOT_FOUND = Refused(404)
+FORBIDDEN = Refused(403)
+SERVER_ERROR = Refused(500)
+
+
+def _status_for(exc: OSError) -> Refused:
+    if exc.errno in _NOT_FOUND_ERRNOS:
+        return NOT_FOUND
+    if exc.errno in _FORBIDDEN_ERRNOS:
+        return FORBIDDEN
+    log.error("open failed: %s", exc)
+    return SERVER_ERROR
+
+
+class FileLookup:
+    """Maps request paths to open regular files under one root."""
+
+    def __init__(self, root: str, allow_dotfiles: bool = False) -> None:
+        self.root = os.path.realpath(root)
+        self._root_slash = self.root.rstrip("/") + "/"
+        self.allow_dotfiles = allow_dotfiles
+
+    def _real_path(self, fd: int, path: str) -> str:
+        if _HAVE_PROC_FD:
+            try:
+                return os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                pass
+        return os.path.realpath(path)
+
+    def _inside(self, real: str) -> bool:
+        """Under the root, and not through a dot-directory unless those are allowed."""
+        if real == self.root:
+            return True
+        if not real.startswith(self._root_slash):
+            return False
+        return self.allow_dotfiles or "/." not in real[len(self._root_slash) - 1 :]
+
+    def _open_checked(self, path: str) -> int | Refused:
+        try:
+            fd = os.open(path, _OPEN_FLAGS)
+        except OSError as exc:
+            return _status_for(exc)
+        if not self._inside(self._real_path(fd, path)):
+            os.close(fd)
+            return NOT_FOUND
+        return fd
+
+    def open(self, target: RequestPath) -> OpenFile | Refused | NeedsSlash:
+        """Open what ``target`` names: a regular file, or a directory's index.html."""
+        if target.hidden and not self.allow_dotfiles:
+            return NOT_FOUND
+        path = self._root_slash + "/".join(target.segments) if target.segments else self.root
+        fd = self._open_checked(path)
+        if isinstance(fd, Refused):
+            return fd
+        name = target.segments[-1] if target.segments else ""
+        try:
+            st = os.fstat(fd)
+        except OSError as exc:
+            os.close(fd)
+            return _status_for(exc)
+        if stat.S_ISDIR(st.st_mode):
+            if not target.trailing_slash:
+                os.close(fd)
+                return NEEDS_SLASH
+            os.close(fd)
+            fd = self._open_checked(path.rstrip("/") + "/" + INDEX_FILE)
+            if isinstance(fd, Refused):
+                # No index.html: the directory itself is not served (listing is opt-in).
+                return fd
+            name = INDEX_FILE
+            try:
+                st = os.fstat(fd)
+            except OSError as exc:
+                os.close(fd)
+                return _status_for(exc)
+        if not stat.S_ISREG(st.st_mode):
+            # FIFOs, devices, sockets: never a download (their "size" means nothing).
+            os.close(fd)
+            return FORBIDDEN
+        return OpenFile(fd, st, name)

@@ -1,0 +1,134 @@
+"""From a request-target to a normalized path inside the served root (pure, no I/O).
+
+Security truths, stated plainly:
+
+* The path is percent-decoded exactly once. ``%252e%252e`` is the file named ``%2e%2e``,
+  never ``..``.
+* Decoding happens before normalization, so ``%2e%2e``, ``..%2f`` and ``..%5c`` are dot
+  segments like any other, and dot segments can never climb above the root: ``/../x`` is
+  ``/x``. Backslashes are separators, as they are for the Windows clients that send them.
+* The result is a tuple of segments with no ``""``, ``"."`` or ``".."`` in it and no NUL;
+  joining it under the root cannot leave the root by name. Symlinks can, which is why the
+  file layer (``lookup.py``) checks the real path of what it opened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+STATUS_BAD_REQUEST = 400
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+# Characters left as they are in a path segment we emit (RFC 3986 pchar minus "%").
+_SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
+# In a query we re-emit, "%" stays: the client's escapes are kept, not doubled.
+_QUERY_SAFE = "!$&'()*+,;=:@-._~/?%"
+
+
+class TargetError(Exception):
+    """A request-target that cannot name a file; ``status`` is what the client gets."""
+
+    def __init__(self, reason: str, status: int = STATUS_BAD_REQUEST) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPath:
+    segments: tuple[str, ...]  # decoded, normalized; () is the root
+    trailing_slash: bool  # the decoded path ended with "/"
+    query: bytes  # raw query string without "?", b"" when absent
+    canonical: bool  # the raw path already was its normalized form (relative links work)
+
+    @property
+    def hidden(self) -> bool:
+        """A dotfile or a dot-directory is on the way (``.env``, ``.git/config``)."""
+        return any(s.startswith(".") for s in self.segments)
+
+
+def percent_decode(raw: bytes) -> bytes:
+    """Decode ``%XX`` escapes once; a ``%`` not followed by two hex digits is an error."""
+    if b"%" not in raw:
+        return raw
+    pieces = raw.split(b"%")
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        if len(piece) < 2 or piece[0] not in _HEX or piece[1] not in _HEX:
+            raise TargetError("invalid percent-encoding")
+        out.append(bytes((int(piece[:2], 16),)))
+        out.append(piece[2:])
+    return b"".join(out)
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """(raw path, raw query) of an origin-form or absolute-form target (RFC 9112 §3.2)."""
+    if target[:1] != b"/":
+        lowered = target[:8].lower()
+        if not lowered.startswith((b"http://", b"https://")):
+            raise TargetError("unsupported request-target form")
+        rest = target[target.index(b"//") + 2 :]
+        cut = len(rest)
+        for sep in (b"/", b"?", b"#"):
+            pos = rest.find(sep)
+            if 0 <= pos < cut:
+                cut = pos
+        target = b"/" + rest[cut:] if rest[cut : cut + 1] != b"/" else rest[cut:]
+    hash_at = target.find(b"#")
+    if hash_at >= 0:
+        target = target[:hash_at]
+    path, _, query = target.partition(b"?")
+    return path, query
+
+
+def parse_target(target: bytes) -> RequestPath:
+    """Decode and normalize a request-target. Raises TargetError (400) on bad input."""
+    raw_path, query = split_target(target)
+    decoded = percent_decode(raw_path)
+    if b"\x00" in decoded:
+        raise TargetError("NUL byte in path")
+    try:
+        text = decoded.decode("utf-8")  # strict: rejects overlong forms such as %c0%ae
+    except UnicodeDecodeError:
+        raise TargetError("path is not UTF-8") from None
+    text = text.replace("\\", "/")
+    segments: list[str] = []
+    for seg in text.split("/"):
+        if seg == "" or seg == ".":
+            continue
+        if seg == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(seg)
+    trailing = text.endswith("/")
+    normalized = "/" + "/".join(segments) + ("/" if trailing and segments else "")
+    lowered = raw_path.lower()
+    canonical = normalized == text and b"%2f" not in lowered and b"%5c" not in lowered
+    return RequestPath(tuple(segments), trailing, query, canonical)
+
+
+def quote_segment(segment: str) -> str:
+    """Percent-encode one decoded segment for a URL we emit (UTF-8, RFC 3986 pchar)."""
+    return quote(segment, safe=_SEGMENT_SAFE)
+
+
+def quote_query(query: bytes) -> str:
+    """Re-encode a raw query so that no byte outside RFC 3986 ``query`` is echoed."""
+    return quote(query, safe=_QUERY_SAFE)
+
+
+def directory_redirect(path: RequestPath, prefix: str = "") -> str:
+    """The Location for a directory requested without its trailing slash.
+
+    Relative (``name/``) when the request path was canonical, so it stays right behind a
+    proxy that strips a prefix; otherwise an absolute path (under ``prefix``), since a
+    reference relative to a path with dot segments or encoded slashes resolves elsewhere.
+    """
+    if path.canonical and path.segments:
+        location = quote_segment(path.segments[-1]) + "/"
+    else:
+        location = prefix + "".join("/" + quote_segment(s) for s in path.segments) + "/"
+    if path.query:
+        location += "?" + quote_query(path.query)
+    return location

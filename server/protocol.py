@@ -1,0 +1,495 @@
+"""The HTTP/1.1 connection: httptools parsing, pipelining, and handing plans to senders.
+
+Rules of this file:
+
+* Parser callbacks are tiny accumulators into a ``Request``; limits are enforced there by
+  raising ``_Reject``, which ends parsing of the connection.
+* Responses go out strictly in request order. A request that arrives while a response is
+  being sent waits in ``pipeline`` and reading is paused, so a client cannot make us
+  buffer requests without bound (at most what one read already delivered is queued).
+* The response side of the connection is in one of the phases below; ``_PHASE_MOVES`` is
+  the complete list of allowed moves and ``_move`` refuses any other.
+* Only a body larger than the inline limit (or one that must wait for the disk) runs as a
+  task; everything else is answered synchronously inside ``data_received``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import socket
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from .plan import ResponsePlan, plan_error
+from .request import KEPT_FIELDS, Request
+from .send import SendAborted, render_inline, send_buffered
+
+if TYPE_CHECKING:
+    from .app import ServerState
+
+log = logging.getLogger("zerocopy.protocol")
+
+# RFC 9112 §3 leaves limits to the server; these are the issue's contract. Exceeding one
+# answers the named status and closes the connection.
+MAX_TARGET_BYTES = 8 * 1024  # -> 414
+MAX_HEADER_BYTES = 16 * 1024  # -> 431 (sum of field lines)
+MAX_HEADER_FIELDS = 100  # -> 431
+# A head still incomplete after this many bytes is refused even if no single callback
+# fired yet (httptools buffers a field line until it ends).
+MAX_HEAD_BYTES = MAX_TARGET_BYTES + MAX_HEADER_BYTES + 1024  # -> 431
+# A request body (GET with Content-Length) is read and discarded up to this size.
+MAX_DISCARDED_BODY = 64 * 1024  # -> 413
+# After an error response, how long to keep reading (and discarding) so that closing
+# with unread data does not send an RST that destroys the response in flight.
+LINGER_SECONDS = 2.0
+
+
+class Phase(enum.Enum):
+    IDLE = "idle"  # no response in progress; may be reading a request
+    SENDING = "sending"  # a response body is being sent by a task
+    CLOSING = "closing"  # no further requests will be answered
+    CLOSED = "closed"
+
+
+_PHASE_MOVES: dict[Phase, frozenset[Phase]] = {
+    Phase.IDLE: frozenset({Phase.SENDING, Phase.CLOSING, Phase.CLOSED}),
+    Phase.SENDING: frozenset({Phase.IDLE, Phase.CLOSING, Phase.CLOSED}),
+    Phase.CLOSING: frozenset({Phase.CLOSED}),
+    Phase.CLOSED: frozenset(),
+}
+
+
+class IllegalPhaseMove(RuntimeError):
+    pass
+
+
+class _Reject(Exception):
+    """Raised in a parser callback: answer ``status`` and close the connection."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _Rejection:
+    """A queued error response that ends the connection, answered in request order."""
+
+    __slots__ = ("status",)
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.loop = state.loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.sock_fd = -1
+        self.sock_family = socket.AF_INET
+        self.peer = "-"
+        self.phase = Phase.IDLE
+        self.request: Request | None = None
+        self.pipeline: deque[Request | _Rejection] = deque()
+        self.no_more_requests = False  # stop parsing: Connection: close, error, upgrade, EOF
+        self.reading_paused = False
+        self.write_paused = False
+        self.head_bytes = 0
+        self.in_head = False
+        self.response_sent = 0  # body bytes of the response in flight
+        self.response_path = ""
+        self._task: asyncio.Task[None] | None = None
+        self._writable_waiter: asyncio.Future[None] | None = None
+        self._linger: asyncio.TimerHandle | None = None
+
+    # --- phases -----------------------------------------------------------------------
+
+    def _move(self, phase: Phase) -> None:
+        if phase is not self.phase:
+            if phase not in _PHASE_MOVES[self.phase]:
+                raise IllegalPhaseMove(f"{self.phase.value} -> {phase.value}")
+            self.phase = phase
+
+    @property
+    def closed(self) -> bool:
+        return self.phase is Phase.CLOSED
+
+    # --- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.sock_fd = sock.fileno()
+            self.sock_family = sock.family
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                # Responses are written whole; Nagle would only delay their last segment.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and peer:
+            self.peer = str(peer[0])
+        self.state.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.phase is not Phase.CLOSED:
+            self.phase = Phase.CLOSED  # from any phase: the peer decides this one
+        self.state.connections.discard(self)
+        if self._task is not None:
+            self._task.cancel()
+        self._wake_writer(ConnectionResetError("connection lost"))
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        self.pipeline.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.no_more_requests:
+            return  # lingering after an error, or after the last request: discard
+        if self.in_head:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self._reject(431)
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # The request is complete and answered; what follows is another protocol we
+            # do not speak. Finish the queued responses, then close.
+            self.no_more_requests = True
+            self._close_if_done()
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Reject):
+                self._reject(cause.status)
+            else:
+                log.error("parser callback failed", exc_info=cause)
+                self._reject(500)
+        except httptools.HttpParserInvalidMethodError:
+            self._reject(501)
+        except httptools.HttpParserError as exc:
+            if self.no_more_requests:
+                return  # bytes after a "Connection: close" request: ignored
+            log.debug("bad request from %s: %s", self.peer, exc)
+            self._reject(400)
+
+    def eof_received(self) -> bool | None:
+        self.no_more_requests = True
+        if self.phase is Phase.SENDING or self.pipeline:
+            return True  # half-closed client: finish what it asked for, then close
+        return None  # close now
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_writer(None)
+        if self.phase is Phase.IDLE and self.pipeline:
+            self._run_pipeline()
+
+    # --- parser callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.request = Request()
+        self.in_head = True
+        self.head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        request = self.request
+        assert request is not None
+        request.target += url
+        if len(request.target) > MAX_TARGET_BYTES:
+            raise _Reject(414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        request = self.request
+        assert request is not None
+        request.header_count += 1
+        request.header_bytes += len(name) + len(value) + 4
+        if request.header_count > MAX_HEADER_FIELDS or request.header_bytes > MAX_HEADER_BYTES:
+            raise _Reject(431)
+        lname = name.lower()
+        attr = KEPT_FIELDS.get(lname)
+        if attr is not None:
+            text = value.decode("latin-1")
+            old = getattr(request, attr)
+            if old is None:
+                setattr(request, attr, text)
+            elif attr == "host":
+                raise _Reject(400)  # RFC 9112 §3.2: more than one Host is a 400
+            else:
+                setattr(request, attr, f"{old}, {text}")
+        elif lname == b"content-length" and (
+            not value.isdigit() or int(value) > MAX_DISCARDED_BODY
+        ):
+            raise _Reject(413 if value.isdigit() else 400)
+
+    def on_headers_complete(self) -> None:
+        request = self.request
+        assert request is not None
+        self.in_head = False
+        parser = self.parser
+        request.method = parser.get_method().decode("ascii", "replace")
+        request.version = parser.get_http_version()
+        if request.version != "1.1" and request.version != "1.0":
+            raise _Reject(505)
+        if request.host is None and request.version == "1.1":
+            raise _Reject(400)  # RFC 9112 §3.2: HTTP/1.1 without Host
+
+    def on_body(self, body: bytes) -> None:
+        request = self.request
+        assert request is not None
+        request.body_bytes += len(body)
+        if request.body_bytes > MAX_DISCARDED_BODY:
+            raise _Reject(413)
+
+    def on_message_complete(self) -> None:
+        request = self.request
+        assert request is not None
+        self.request = None
+        if self.phase is Phase.CLOSING or self.phase is Phase.CLOSED:
+            return  # pipelined behind a response that closes the connection
+        request.keep_alive = self.parser.should_keep_alive()
+        if not request.keep_alive:
+            self.no_more_requests = True
+        if self.phase is Phase.IDLE and not self.pipeline and not self.write_paused:
+            self._respond(request)
+        else:
+            self._queue(request)
+
+    # --- responding ---------------------------------------------------------------------
+
+    def _queue(self, item: Request | _Rejection) -> None:
+        self.pipeline.append(item)
+        self._pause_reading()
+
+    def _reject(self, status: int) -> None:
+        """Answer ``status`` after the responses already owed, then close."""
+        self.no_more_requests = True
+        self.in_head = False
+        if self.phase is Phase.IDLE and not self.pipeline and not self.write_paused:
+            self._send_rejection(status)
+        else:
+            self._queue(_Rejection(status))
+
+    def _send_rejection(self, status: int) -> None:
+        plan = plan_error(status, None, close=True)
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(plan.head + b"".join(plan.segments))  # type: ignore[arg-type]
+        self._close_gracefully()
+
+    def _run_pipeline(self) -> None:
+        """Answer queued requests until one needs a task, writing pauses, or none is left."""
+        while self.pipeline and self.phase is Phase.IDLE and not self.write_paused:
+            item = self.pipeline.popleft()
+            if isinstance(item, _Rejection):
+                self.pipeline.clear()
+                self._send_rejection(item.status)
+                return
+            self._respond(item)
+        self._close_if_done()
+        if self.phase is Phase.IDLE and not self.pipeline and not self.no_more_requests:
+            self._resume_reading()
+
+    def _close_if_done(self) -> None:
+        if (
+            self.no_more_requests
+            and self.phase is Phase.IDLE
+            and not self.pipeline
+            and self.request is None
+        ):
+            self._close_gracefully()
+
+    def _respond(self, request: Request) -> None:
+        close = not request.keep_alive or self.state.shutting_down
+        state = self.state
+        try:
+            plan, fd = state.handler.plan(request, close)
+        except Exception:
+            log.exception("failed to plan a response")
+            plan, fd = plan_error(500, request, close=True), None
+        transport = self.transport
+        assert transport is not None
+        if fd is None:
+            data = plan.head + b"".join(plan.segments)  # type: ignore[arg-type]
+            transport.write(data)
+            self._finish(request, plan, plan.body_length, "inline")
+            return
+        if plan.body_length <= state.inline_max:
+            try:
+                buf = render_inline(plan, fd)
+            except OSError as exc:
+                buf = None
+                log.debug("inline read failed, going async: %s", exc)
+            if buf is not None:
+                os.close(fd)
+                transport.write(buf)
+                self._finish(request, plan, plan.body_length, "inline")
+                return
+            sender, path = send_buffered, "buffered"
+        else:
+            sender, path = state.sender, state.sender_name
+        self._move(Phase.SENDING)
+        self._pause_reading()
+        self.response_sent = 0
+        self.response_path = path
+        self._task = self.loop.create_task(self._send_body(request, plan, fd, sender))
+
+    async def _send_body(self, request: Request, plan: ResponsePlan, fd: int, sender) -> None:
+        try:
+            try:
+                await sender(self, plan, fd)
+            finally:
+                os.close(fd)
+        except asyncio.CancelledError:
+            return  # connection lost; connection_lost did the rest
+        except (SendAborted, ConnectionError) as exc:
+            log.debug(
+                "response to %s aborted after %d bytes: %s", self.peer, self.response_sent, exc
+            )
+            self._log_access(request, plan.status, self.response_sent)
+            self._task = None
+            self._abort()
+            return
+        except Exception:
+            log.exception("sending a response failed")
+            self._task = None
+            self._abort()
+            return
+        self._task = None
+        if self.phase is Phase.SENDING:
+            self._move(Phase.IDLE)
+            self._finish(request, plan, plan.body_length, self.response_path)
+            if self.phase is Phase.IDLE:
+                self._run_pipeline()
+
+    def _finish(self, request: Request, plan: ResponsePlan, sent: int, path: str) -> None:
+        state = self.state
+        state.stats.responses_by_path[path] += 1
+        if path == "inline":
+            state.stats.bytes_by_path[path] += sent
+        if state.debug:
+            log.debug(
+                "%s %s -> %d, %d body bytes via %s",
+                request.method,
+                request.target[:200].decode("latin-1").encode("unicode_escape").decode("ascii"),
+                plan.status,
+                sent,
+                path,
+            )
+        self._log_access(request, plan.status, sent)
+        if plan.close:
+            self._close_gracefully()
+
+    def _log_access(self, request: Request, status: int, sent: int) -> None:
+        access_log = self.state.access_log
+        if access_log is not None:
+            access_log.log(self.peer, request, status, sent)
+
+    # --- used by the senders ------------------------------------------------------------
+
+    def count_bytes(self, path: str, n: int) -> None:
+        self.response_sent += n
+        self.state.stats.bytes_by_path[path] += n
+
+    def note_fallback(self) -> None:
+        log.debug("sendfile unavailable for this file; falling back to buffered")
+        self.response_path = "buffered-fallback"
+
+    def wait_writable(self) -> asyncio.Future[None]:
+        """A future done when the transport accepts writes again (resume_writing)."""
+        fut = self.loop.create_future()
+        if self.closed:
+            fut.set_exception(ConnectionResetError("connection lost"))
+        elif not self.write_paused:
+            fut.set_result(None)
+        else:
+            self._writable_waiter = fut
+        return fut
+
+    async def wait_drained(self) -> None:
+        """Wait until the transport's buffer is empty (before writing around it)."""
+        transport = self.transport
+        assert transport is not None
+        if not transport.get_write_buffer_size():
+            return
+        # With both limits at 0, pause_writing/resume_writing mean exactly "not empty" and
+        # "empty"; setting them pauses us now if anything is queued.
+        transport.set_write_buffer_limits(high=0, low=0)
+        try:
+            while transport.get_write_buffer_size():
+                if self.closed:
+                    raise ConnectionResetError("connection lost")
+                if self.write_paused:
+                    await self.wait_writable()
+                else:
+                    await asyncio.sleep(0)
+        finally:
+            if not self.closed:
+                transport.set_write_buffer_limits()
+
+    def _wake_writer(self, exc: Exception | None) -> None:
+        fut = self._writable_waiter
+        if fut is not None:
+            self._writable_waiter = None
+            if not fut.done():
+                if exc is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(exc)
+
+    # --- reading and closing -------------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def _close_gracefully(self) -> None:
+        """Send what is queued, then FIN; keep reading briefly so no RST destroys it."""
+        if self.phase is Phase.CLOSING or self.phase is Phase.CLOSED:
+            return
+        self._move(Phase.CLOSING)
+        self.no_more_requests = True
+        self.pipeline.clear()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.reading_paused = True  # force the resume below
+            self._resume_reading()
+            self._linger = self.loop.call_later(LINGER_SECONDS, transport.close)
+        else:
+            transport.close()
+
+    def close_idle(self) -> None:
+        """Close a connection that waits for its next request (shutdown)."""
+        if self.phase is Phase.IDLE and self.transport is not None:
+            self._move(Phase.CLOSING)
+            self.no_more_requests = True
+            self.transport.close()
+
+    def _abort(self) -> None:
+        """Drop the connection now: the response framing can no longer be honoured."""
+        if self.phase is not Phase.CLOSED:
+            if self.phase is not Phase.CLOSING:
+                self._move(Phase.CLOSING)
+            self.no_more_requests = True
+            self.pipeline.clear()
+            if self.transport is not None:
+                self.transport.abort()

@@ -1,0 +1,346 @@
+"""Senders: execute a response plan's body over one of three paths.
+
+* ``inline``: small bodies are read (page-cache hits only) into the same buffer as the head
+  and go out in one ``transport.write``. Sendfile on a few KiB stalls on Nagle/delayed-ACK
+  and costs more syscalls than the copy it saves.
+* ``sendfile``: our own zero-copy path for any loop (used on uvloop, which implements no
+  sendfile). ``os.sendfile`` runs on an ``os.dup()`` of the connection's socket, waiting
+  for writability with ``add_writer`` on the dup (loops refuse the transport's own fd).
+* ``loop.sendfile``: the stdlib loop's native ``loop.sendfile(transport, ...)``.
+* ``buffered``: 256 KiB ``pread`` + ``transport.write`` with flow control; the fallback for
+  ``--no-sendfile``, for file systems without sendfile and (later) TLS.
+
+Every sender writes exactly ``plan.body_length`` bytes or raises ``SendAborted``; the
+caller then closes the connection, since the response framing can no longer be kept.
+Senders never close the file descriptor: the connection does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiofiles.os import wrap as _aio_wrap
+
+from .multipart import FileWindow
+from .plan import ResponsePlan
+
+if TYPE_CHECKING:
+    from .protocol import HttpProtocol
+
+# Linux moves at most 0x7ffff000 bytes per sendfile call (MAX_RW_COUNT).
+SENDFILE_MAX_CHUNK = 0x7FFFF000
+# Buffered path chunk: large enough to keep syscalls few, small enough that many slow
+# clients do not hold much memory (one chunk plus the transport's high-water mark each).
+BUFFERED_CHUNK = 256 * 1024
+# Give other connections a turn after this many bytes sent without waiting: on loopback a
+# fast reader drains the socket as fast as we fill it and the loop would never come back.
+YIELD_EVERY_BYTES = 4 * 1024 * 1024
+# Bodies up to this size go out inline (measured: see README "Send paths").
+DEFAULT_INLINE_MAX = 64 * 1024
+
+# errnos that mean "sendfile cannot serve this file or socket": fall back to buffered.
+_SENDFILE_UNSUPPORTED = frozenset({errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
+
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
+_pread_in_thread = _aio_wrap(os.pread)
+
+
+class SendAborted(Exception):
+    """The response cannot be completed (client gone, file shrank, read error)."""
+
+
+class FileShrank(SendAborted):
+    """The file ended before the promised Content-Length."""
+
+
+# --- inline ------------------------------------------------------------------------------
+
+
+class _NoWait:
+    """Whether ``preadv(RWF_NOWAIT)`` works here; turned off at the first refusal."""
+
+    enabled = _RWF_NOWAIT is not None
+
+
+def _read_cached_into(fd: int, view: memoryview, offset: int) -> bool:
+    """Fill ``view`` from the page cache. False when that would need the disk (or EOF)."""
+    length = len(view)
+    if _NoWait.enabled:
+        try:
+            n = os.preadv(fd, [view], offset, _RWF_NOWAIT)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            if exc.errno not in _SENDFILE_UNSUPPORTED:
+                raise
+            _NoWait.enabled = False  # kernel or file system without RWF_NOWAIT
+            n = os.preadv(fd, [view], offset)
+    else:
+        n = os.preadv(fd, [view], offset)
+    return n == length
+
+
+def render_inline(plan: ResponsePlan, fd: int | None) -> bytearray | None:
+    """Head and whole body in one buffer, or None when a read would block or came short.
+
+    None sends the caller to the async buffered path, which reads off the loop thread and
+    deals with a file that shrank.
+    """
+    buf = bytearray(len(plan.head) + plan.body_length)
+    view = memoryview(buf)
+    pos = len(plan.head)
+    view[:pos] = plan.head
+    with view:
+        for seg in plan.segments:
+            if isinstance(seg, FileWindow):
+                end = pos + seg.length
+                assert fd is not None
+                if not _read_cached_into(fd, view[pos:end], seg.offset):
+                    return None
+                pos = end
+            else:
+                end = pos + len(seg)
+                view[pos:end] = seg
+                pos = end
+    return buf
+
+
+# --- buffered ----------------------------------------------------------------------------
+
+
+async def _read_chunk(fd: int, length: int, offset: int) -> bytes:
+    """``length`` bytes at ``offset``: on the loop thread when cached, else in a thread."""
+    if _NoWait.enabled:
+        buf = bytearray(length)
+        try:
+            n = os.preadv(fd, [buf], offset, _RWF_NOWAIT)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            if exc.errno not in _SENDFILE_UNSUPPORTED:
+                raise
+            _NoWait.enabled = False
+            n = 0
+        if n == length:
+            return buf  # a fresh buffer each time: safe to leave queued in the transport
+        if n:
+            return buf[:n]
+    return await _pread_in_thread(fd, length, offset)
+
+
+async def send_buffered(conn: HttpProtocol, plan: ResponsePlan, fd: int | None) -> int:
+    """Write the head and body through the transport, respecting flow control."""
+    transport = conn.transport
+    assert transport is not None
+    transport.write(plan.head)
+    sent = 0
+    for seg in plan.segments:
+        if isinstance(seg, FileWindow):
+            assert fd is not None
+            sent += await _send_window_buffered(conn, fd, seg.offset, seg.length)
+        else:
+            transport.write(seg)
+            sent += len(seg)
+        if conn.write_paused:
+            await conn.wait_writable()
+    return sent
+
+
+async def _send_window_buffered(conn: HttpProtocol, fd: int, offset: int, length: int) -> int:
+    transport = conn.transport
+    assert transport is not None
+    remaining = length
+    while remaining:
+        try:
+            chunk = await _read_chunk(fd, min(remaining, BUFFERED_CHUNK), offset)
+        except OSError as exc:
+            raise SendAborted(f"read failed: {exc.strerror}") from exc
+        if not chunk:
+            raise FileShrank("file ended before Content-Length")
+        if conn.closed:
+            raise SendAborted("connection closed")
+        transport.write(chunk)
+        n = len(chunk)
+        offset += n
+        remaining -= n
+        conn.count_bytes("buffered", n)
+        if conn.write_paused:
+            await conn.wait_writable()
+    return length
+
+
+# --- sendfile on a dup of the socket (any loop; the uvloop path) --------------------------
+
+
+class _DupSocket:
+    """A dup of the connection's socket, for direct send/sendfile, with writability waits.
+
+    Sending on the dup is safe only while the transport's own buffer is empty and reading
+    is paused; the caller guarantees both. The dup is what sendfile writes to: the
+    transport's fd number could be reused by another accept() once the transport closes.
+    """
+
+    __slots__ = ("_fut", "_loop", "fd", "sock")
+
+    def __init__(self, conn: HttpProtocol) -> None:
+        self._loop = conn.loop
+        self.fd = os.dup(conn.sock_fd)
+        # Family and type given explicitly: otherwise socket() probes the fd with syscalls.
+        self.sock = socket.socket(conn.sock_family, socket.SOCK_STREAM, 0, fileno=self.fd)
+        self._fut: asyncio.Future[None] | None = None
+
+    def _on_writable(self) -> None:
+        # Level-triggered: unregister on every wake, or the callback fires in a tight loop.
+        self._loop.remove_writer(self.fd)
+        fut = self._fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def writable(self) -> None:
+        fut = self._loop.create_future()
+        self._fut = fut
+        self._loop.add_writer(self.fd, self._on_writable)
+        try:
+            await fut
+        finally:
+            self._fut = None
+            self._loop.remove_writer(self.fd)
+
+    async def send_all(self, data: bytes, more: bool) -> None:
+        """All of ``data``; MSG_MORE lets a head share a segment with the body after it."""
+        flags = socket.MSG_MORE if more else 0
+        view = memoryview(data)
+        while view:
+            try:
+                n = self.sock.send(view, flags)
+            except BlockingIOError:
+                await self.writable()
+                continue
+            view = view[n:]
+
+    def close(self) -> None:
+        # remove_writer before close: a closed, still-registered fd keeps a live epoll entry.
+        self._loop.remove_writer(self.fd)
+        self.sock.close()
+
+
+async def send_sendfile(conn: HttpProtocol, plan: ResponsePlan, fd: int | None) -> int:
+    """Zero-copy: head with MSG_MORE, then os.sendfile windows, all on a dup of the socket."""
+    if conn.transport is not None and conn.transport.get_write_buffer_size():
+        # Bytes of an earlier response still queued: ours must not overtake them.
+        await conn.wait_drained()
+    dup = _DupSocket(conn)
+    try:
+        segments = plan.segments
+        await dup.send_all(plan.head, more=bool(segments))
+        sent = 0
+        last = len(segments) - 1
+        for i, seg in enumerate(segments):
+            if isinstance(seg, FileWindow):
+                assert fd is not None
+                sent += await _sendfile_window(conn, dup, fd, seg.offset, seg.length)
+            else:
+                await dup.send_all(seg, more=i < last)
+                sent += len(seg)
+        return sent
+    except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
+        raise SendAborted("client went away") from exc
+    finally:
+        dup.close()
+
+
+async def _sendfile_window(
+    conn: HttpProtocol, dup: _DupSocket, fd: int, offset: int, length: int
+) -> int:
+    remaining = length
+    since_yield = 0
+    while remaining:
+        count = min(remaining, SENDFILE_MAX_CHUNK)
+        try:
+            n = os.sendfile(dup.fd, fd, offset, count)
+        except BlockingIOError:
+            await dup.writable()
+            since_yield = 0
+            continue
+        except OSError as exc:
+            if exc.errno in _SENDFILE_UNSUPPORTED:
+                # This file cannot be sendfile'd (e.g. some FUSE or /proc files): the rest of
+                # the window goes through the buffered path, in order, on the same socket.
+                conn.note_fallback()
+                return (length - remaining) + await _send_window_buffered(
+                    conn, fd, offset, remaining
+                )
+            if isinstance(exc, ConnectionError):
+                raise
+            raise SendAborted(f"sendfile failed: {exc.strerror}") from exc
+        if n == 0:
+            # Still owing bytes but the file has none: it shrank. The promised length can
+            # no longer be met; the connection must close (RFC 9112 §6.3 framing).
+            raise FileShrank("file ended before Content-Length")
+        offset += n
+        remaining -= n
+        since_yield += n
+        conn.count_bytes("sendfile", n)
+        if remaining and (n < count or since_yield >= YIELD_EVERY_BYTES):
+            # A short write means the socket buffer is full: wait instead of asking again.
+            await dup.writable()
+            since_yield = 0
+    return length
+
+
+# --- the stdlib loop's own sendfile -----------------------------------------------------
+
+
+async def send_loop_sendfile(conn: HttpProtocol, plan: ResponsePlan, fd: int | None) -> int:
+    """Head through the transport, file windows with ``loop.sendfile(transport, ...)``."""
+    transport = conn.transport
+    assert transport is not None
+    transport.write(plan.head)
+    sent = 0
+    file = open(fd, "rb", buffering=0, closefd=False) if fd is not None else None  # noqa: SIM115
+    try:
+        for seg in plan.segments:
+            if isinstance(seg, FileWindow):
+                assert file is not None and fd is not None
+                sent += await _loop_sendfile_window(conn, file, fd, seg.offset, seg.length)
+            else:
+                transport.write(seg)
+                sent += len(seg)
+    finally:
+        if file is not None:
+            file.close()
+    return sent
+
+
+async def _loop_sendfile_window(conn: HttpProtocol, file, fd: int, offset: int, length: int) -> int:
+    transport = conn.transport
+    assert transport is not None
+    try:
+        n = await conn.loop.sendfile(transport, file, offset, length, fallback=False)
+    except asyncio.SendfileNotAvailableError as exc:
+        # Raised when the first os.sendfile fails: the file cannot be sent this way, or
+        # the client already left. Fall back per response when the connection lives.
+        if conn.closed or transport.is_closing():
+            raise SendAborted("client went away") from exc
+        conn.note_fallback()
+        return await _send_window_buffered(conn, fd, offset, length)
+    except (ConnectionError, OSError) as exc:
+        raise SendAborted(f"sendfile failed: {exc}") from exc
+    conn.count_bytes("loop.sendfile", n)
+    if n < length:
+        raise FileShrank("file ended before Content-Length")
+    return n
+
+
+Sender = Callable[["HttpProtocol", ResponsePlan, "int | None"], Awaitable[int]]
+
+SENDERS: dict[str, Sender] = {
+    "sendfile": send_sendfile,
+    "loop.sendfile": send_loop_sendfile,
+    "buffered": send_buffered,
+}
