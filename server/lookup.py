@@ -111,6 +111,9 @@ class FileLookup:
         except OSError as exc:
             os.close(fd)
             return _status_for(exc)
+        if not stat.S_ISDIR(st.st_mode) and target.trailing_slash:
+            os.close(fd)
+            return NOT_FOUND  # "file.txt/": a file is no directory (the kernel says ENOTDIR)
         if stat.S_ISDIR(st.st_mode):
             if not target.trailing_slash:
                 os.close(fd)

@@ -85,6 +85,16 @@ class _Rejection:
         self.status = status
 
 
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def _invalid_method_status(data: bytes) -> int:
+    """501 for a well-formed method we do not know (RFC 9110 §9.1), 400 for garbage (a TLS
+    ClientHello sent to the plain port, binary noise)."""
+    token, sep, _ = data.lstrip(b"\r\n").partition(b" ")
+    return 501 if sep and 0 < len(token) <= 32 and _TCHAR.issuperset(token) else 400
+
+
 class HttpProtocol(asyncio.Protocol):
     """One client connection."""
 
@@ -102,8 +112,9 @@ class HttpProtocol(asyncio.Protocol):
         self.no_more_requests = False  # stop parsing: Connection: close, error, upgrade, EOF
         self.reading_paused = False
         self.write_paused = False
-        self.head_bytes = 0
+        self.head_bytes = 0  # bytes of the unfinished head received so far
         self.in_head = False
+        self.message_begins = 0
         self.response_sent = 0  # body bytes of the response in flight
         self.response_path = ""
         self._task: asyncio.Task[None] | None = None
@@ -153,11 +164,7 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.no_more_requests:
             return  # lingering after an error, or after the last request: discard
-        if self.in_head:
-            self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEAD_BYTES:
-                self._reject(431)
-                return
+        begins = self.message_begins
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -173,12 +180,30 @@ class HttpProtocol(asyncio.Protocol):
                 log.error("parser callback failed", exc_info=cause)
                 self._reject(500)
         except httptools.HttpParserInvalidMethodError:
-            self._reject(501)
+            self._reject(_invalid_method_status(data))
         except httptools.HttpParserError as exc:
             if self.no_more_requests:
                 return  # bytes after a "Connection: close" request: ignored
             log.debug("bad request from %s: %s", self.peer, exc)
             self._reject(400)
+        else:
+            if self.in_head:
+                self._count_head_bytes(data, began_here=self.message_begins != begins)
+
+    def _count_head_bytes(self, data: bytes, began_here: bool) -> None:
+        """Bound a head that has not ended yet, whatever pace its bytes arrive at.
+
+        httptools holds an unfinished field line without telling us, so we count bytes.
+        When the head began in this chunk, it began after the chunk's last CRLFCRLF (an
+        unfinished head contains none): exact for pipelined GETs, an upper bound else.
+        """
+        if began_here:
+            end_of_previous = data.rfind(b"\r\n\r\n")
+            self.head_bytes = len(data) - (end_of_previous + 4 if end_of_previous >= 0 else 0)
+        else:
+            self.head_bytes += len(data)
+        if self.head_bytes > MAX_HEAD_BYTES:
+            self._reject(431)
 
     def eof_received(self) -> bool | None:
         self.no_more_requests = True
@@ -200,7 +225,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.request = Request()
         self.in_head = True
-        self.head_bytes = 0
+        self.message_begins += 1
 
     def on_url(self, url: bytes) -> None:
         request = self.request
