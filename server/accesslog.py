@@ -22,7 +22,8 @@ _ESCAPES = {c: f"\\x{c:02X}" for c in (*range(0x20), *range(0x7F, 0x100), 0x22, 
 def escape(value: str | bytes) -> str:
     """A request-supplied value made safe for one log line."""
     if isinstance(value, str):
-        value = value.encode("utf-8", "surrogateescape")
+        # Request fields are decoded as latin-1: encoding back gives the bytes received.
+        value = value.encode("latin-1", "replace")
     return value.decode("latin-1").translate(_ESCAPES)
 
 
