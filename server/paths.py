@@ -20,8 +20,9 @@ from urllib.parse import quote
 STATUS_BAD_REQUEST = 400
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-# Characters left as they are in a path segment we emit (RFC 3986 pchar minus "%").
-_SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
+# Characters left as they are in a path segment we emit: RFC 3986 pchar minus "%", and
+# minus ":", which in a relative reference's first segment would read as a scheme (§4.2).
+_SEGMENT_SAFE = "!$&'()*+,;=@-._~"
 # In a query we re-emit, "%" stays: the client's escapes are kept, not doubled.
 _QUERY_SAFE = "!$&'()*+,;=:@-._~/?%"
 
@@ -104,7 +105,14 @@ def parse_target(target: bytes) -> RequestPath:
     trailing = text.endswith("/")
     normalized = "/" + "/".join(segments) + ("/" if trailing and segments else "")
     lowered = raw_path.lower()
-    canonical = normalized == text and b"%2f" not in lowered and b"%5c" not in lowered
+    # A client resolving a relative Location sees the raw path: raw or encoded separators
+    # that we split on, and it does not, make a relative reference land elsewhere.
+    canonical = (
+        normalized == text
+        and b"\\" not in raw_path
+        and b"%2f" not in lowered
+        and b"%5c" not in lowered
+    )
     return RequestPath(tuple(segments), trailing, query, canonical)
 
 

@@ -22,8 +22,7 @@ from enum import Enum
 # whole file: many tiny parts cost more in part headers and syscalls than they save.
 MAX_RANGES = 100
 
-# Digits beyond this many are compared as "huge" instead of converted: Python refuses to
-# convert very long digit strings, and no file is 10**18 bytes long.
+# Numbers with more significant digits than this saturate to _HUGE.
 _MAX_DIGITS = 18
 _HUGE = 10**19
 
@@ -60,13 +59,22 @@ DECISION_FULL = RangeDecision(RangeKind.FULL)
 DECISION_UNSATISFIABLE = RangeDecision(RangeKind.UNSATISFIABLE)
 
 
-def _parse_digits(text: str) -> int | None:
-    """A non-empty run of ASCII digits as an int, or None. Huge values saturate."""
+def _digits(text: str) -> str | None:
+    """A non-empty run of ASCII digits without its leading zeros, or None."""
     if not text or not text.isascii() or not text.isdigit():
         return None
-    if len(text) > _MAX_DIGITS:
-        return _HUGE
-    return int(text)
+    return text.lstrip("0") or "0"
+
+
+def _value(digits: str) -> int:
+    """The number, saturated: no file is 10**18 bytes long, and Python refuses to convert
+    very long digit strings."""
+    return int(digits) if len(digits) <= _MAX_DIGITS else _HUGE
+
+
+def _less(a: str, b: str) -> bool:
+    """a < b for digit strings without leading zeros, at any length."""
+    return (len(a), a) < (len(b), b)
 
 
 def parse_byte_ranges(value: str, size: int) -> list[ByteRange] | None:
@@ -93,28 +101,30 @@ def parse_byte_ranges(value: str, size: int) -> list[ByteRange] | None:
             return None
         if first == "":
             # suffix-range = "-" suffix-length (RFC 9110 §14.1.1)
-            suffix = _parse_digits(last)
-            if suffix is None:
+            digits = _digits(last)
+            if digits is None:
                 return None
+            suffix = _value(digits)
             if suffix == 0 or size == 0:
                 continue  # unsatisfiable, but syntactically fine
             start = max(size - suffix, 0)
             result.append(ByteRange(start, size))
             continue
-        start = _parse_digits(first)
-        if start is None:
+        first_digits = _digits(first)
+        if first_digits is None:
             return None
+        start = _value(first_digits)
         if last == "":
             stop = size
         else:
-            end = _parse_digits(last)
-            if end is None:
+            last_digits = _digits(last)
+            if last_digits is None:
                 return None
-            if end < start:
+            if _less(last_digits, first_digits):
                 # "A byte-range-spec is invalid if the last-pos value is present and less
                 # than the first-pos" (RFC 9110 §14.1.1).
                 return None
-            stop = min(end + 1, size)
+            stop = min(_value(last_digits) + 1, size)
         if start >= size:
             continue  # unsatisfiable: first-pos at or beyond the end (RFC 9110 §14.1.1)
         result.append(ByteRange(start, stop))
