@@ -44,6 +44,8 @@ MAX_HEADER_FIELDS = 100  # -> 431
 MAX_HEAD_BYTES = MAX_TARGET_BYTES + MAX_HEADER_BYTES + 1024  # -> 431
 # A request body (GET with Content-Length) is read and discarded up to this size.
 MAX_DISCARDED_BODY = 64 * 1024  # -> 413
+# Requests queued beyond this many (pipelined in one read) pause reading until answered.
+MAX_QUEUED = 32
 # After an error response, how long to keep reading (and discarding) so that closing
 # with unread data does not send an RST that destroys the response in flight.
 LINGER_SECONDS = 2.0
@@ -120,6 +122,7 @@ class HttpProtocol(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._writable_waiter: asyncio.Future[None] | None = None
         self._linger: asyncio.TimerHandle | None = None
+        self._scheduled: asyncio.Handle | None = None
 
     # --- phases -----------------------------------------------------------------------
 
@@ -159,6 +162,9 @@ class HttpProtocol(asyncio.Protocol):
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
         self.pipeline.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -207,7 +213,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self.no_more_requests = True
-        if self.phase is Phase.SENDING or self.pipeline:
+        if self.phase is Phase.SENDING or self.pipeline or self._scheduled is not None:
             return True  # half-closed client: finish what it asked for, then close
         return None  # close now
 
@@ -285,25 +291,32 @@ class HttpProtocol(asyncio.Protocol):
         request.keep_alive = self.parser.should_keep_alive()
         if not request.keep_alive:
             self.no_more_requests = True
-        if self.phase is Phase.IDLE and not self.pipeline and not self.write_paused:
-            self._respond(request)
-        else:
-            self._queue(request)
+        self._enqueue(request)
 
     # --- responding ---------------------------------------------------------------------
 
-    def _queue(self, item: Request | _Rejection) -> None:
+    def _enqueue(self, item: Request | _Rejection) -> None:
+        """Queue a request; it is answered from the next loop iteration, in order.
+
+        Answering from call_soon instead of inside data_received batches the reads of
+        every ready connection before their writes: +30 % req/s on 4 KiB files under
+        wrk -c50 (measured, see README), at a loop iteration of latency.
+        """
         self.pipeline.append(item)
-        self._pause_reading()
+        if len(self.pipeline) > MAX_QUEUED or self.phase is not Phase.IDLE:
+            self._pause_reading()
+        if self._scheduled is None and self.phase is Phase.IDLE and not self.write_paused:
+            self._scheduled = self.loop.call_soon(self._run_scheduled)
+
+    def _run_scheduled(self) -> None:
+        self._scheduled = None
+        self._run_pipeline()
 
     def _reject(self, status: int) -> None:
         """Answer ``status`` after the responses already owed, then close."""
         self.no_more_requests = True
         self.in_head = False
-        if self.phase is Phase.IDLE and not self.pipeline and not self.write_paused:
-            self._send_rejection(status)
-        else:
-            self._queue(_Rejection(status))
+        self._enqueue(_Rejection(status))
 
     def _send_rejection(self, status: int) -> None:
         plan = plan_error(status, None, close=True)

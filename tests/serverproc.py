@@ -31,7 +31,9 @@ class ServerProcess:
         args: list[str] | None = None,
         logdir: Path | None = None,
         host: str = "127.0.0.1",
+        module: str = "server",
     ) -> None:
+        self.module = module  # the entry point run with -m (a fault-injecting one in tests)
         self.root = Path(root)
         self.args = list(args or [])
         self.host = host
@@ -48,7 +50,7 @@ class ServerProcess:
         cmd = [
             sys.executable,
             "-m",
-            "server",
+            self.module,
             "-b",
             self.host,
             "-p",

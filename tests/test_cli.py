@@ -63,8 +63,11 @@ def test_serving_line_and_positional_port(tree):
     srv = ServerProcess(tree.root, logdir=tree.base / "logs")
     srv.start()
     try:
-        assert re.search(rf"^Serving {re.escape(str(tree.root))} at http://127\.0\.0\.1:{srv.port}/$",
-                         srv.stdout(), re.M)
+        assert re.search(
+            rf"^Serving {re.escape(str(tree.root))} at http://127\.0\.0\.1:{srv.port}/$",
+            srv.stdout(),
+            re.M,
+        )
     finally:
         srv.stop()
 
@@ -109,9 +112,9 @@ def test_access_log_lines_are_combined_log_format(tree):
         with urllib.request.urlopen(req, timeout=10) as r:
             r.read()
         out = srv.wait_for_log('"GET /hello.txt', stream="stdout")
-    line = [ln for ln in out.splitlines() if "GET /hello.txt" in ln][0]
+    line = next(ln for ln in out.splitlines() if "GET /hello.txt" in ln)
     assert re.fullmatch(
-        r'127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] '
+        r"127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] "
         r'"GET /hello\.txt\?q=%22x%22 HTTP/1\.1" 200 13 "http://r/" "agent \\x22quoted\\x22 \\xE9"',
         line,
     ), line
