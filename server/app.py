@@ -19,9 +19,6 @@ from .stats import Stats
 
 log = logging.getLogger("zerocopy.app")
 
-# How long in-flight responses may take to finish after SIGTERM/SIGINT.
-DEFAULT_SHUTDOWN_TIMEOUT = 30.0
-
 
 def is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
     return type(loop).__module__.startswith("uvloop")
@@ -49,6 +46,7 @@ class ServerState:
         self.connections: set[HttpProtocol] = set()
         self.stats = Stats()
         self.shutting_down = False
+        self.rejected_connections = 0  # turned away at --max-connections
         self.debug = logging.getLogger("zerocopy.protocol").isEnabledFor(logging.DEBUG)
 
 
@@ -60,7 +58,6 @@ def _url_host(sockname: tuple) -> str:
 async def serve(
     config: Config,
     on_ready: Callable[[ServerState, list[str]], None] | None = None,
-    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
 ) -> int:
     """Serve until SIGINT/SIGTERM; the exit status (0, or 1 when listening failed)."""
     loop = asyncio.get_running_loop()
@@ -103,7 +100,7 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     log.info("shutting down")
-    await _shut_down(server, state, shutdown_timeout)
+    await _shut_down(server, state, config.shutdown_timeout)
     if state.access_log is not None:
         state.access_log.flush()
     return 0

@@ -37,6 +37,26 @@ def _size(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("seconds must be a positive number")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="zerocopy-server",
@@ -90,6 +110,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="bodies up to this size are sent in one write with the head "
         f"(default {DEFAULT_INLINE_MAX})",
     )
+    p.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="close a connection whose request head is not complete S seconds "
+        "after its first byte (default 10)",
+    )
+    p.add_argument(
+        "--keepalive-timeout",
+        type=_seconds,
+        default=5.0,
+        metavar="S",
+        help="close an idle keep-alive connection after S seconds (default 5)",
+    )
+    p.add_argument(
+        "--send-timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="S",
+        help="abort a response that makes no progress for S seconds (default 60)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=_count,
+        default=10000,
+        metavar="N",
+        help="answer connections beyond N with 503 and close them (default 10000)",
+    )
+    p.add_argument(
+        "--shutdown-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="on SIGTERM/SIGINT, let in-flight responses finish for up to S seconds (default 30)",
+    )
     return p
 
 
@@ -105,6 +161,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
         access_log=args.access_log == "on",
         log_level=args.log_level,
         inline_max=args.inline_max,
+        header_timeout=args.header_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        send_timeout=args.send_timeout,
+        max_connections=args.max_connections,
+        shutdown_timeout=args.shutdown_timeout,
     )
 
 

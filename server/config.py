@@ -18,3 +18,8 @@ class Config:
     access_log: bool = True
     log_level: str = "info"
     inline_max: int = DEFAULT_INLINE_MAX  # bodies up to this size go out in one write
+    header_timeout: float = 10.0  # a request head must be complete this long after its start
+    keepalive_timeout: float = 5.0  # an idle keep-alive connection is closed after this
+    send_timeout: float = 60.0  # a response making no progress this long is aborted
+    max_connections: int = 10000  # beyond it, new connections get 503 and are closed
+    shutdown_timeout: float = 30.0  # in-flight responses may finish this long after SIGTERM

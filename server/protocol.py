@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import fcntl
 import logging
 import os
 import socket
+import struct
+import termios
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -68,6 +71,23 @@ _PHASE_MOVES: dict[Phase, frozenset[Phase]] = {
 
 class IllegalPhaseMove(RuntimeError):
     pass
+
+
+class Watch(enum.Enum):
+    """What the connection's one deadline guards (see ``_on_deadline``)."""
+
+    IDLE = "idle"  # waiting for a request: --keepalive-timeout (--header-timeout at first)
+    HEAD = "head"  # a request has begun: --header-timeout from its first byte, never reset
+    SEND = "send"  # responses owed or bytes in flight: --send-timeout without progress
+    LINGER = "linger"  # closing: drain the peer briefly, then close
+
+
+def _unsent_bytes(fd: int) -> int:
+    """Bytes still in the kernel's send queue of a socket (SIOCOUTQ), or -1."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except OSError:
+        return -1
 
 
 class _Reject(Exception):
@@ -121,8 +141,15 @@ class HttpProtocol(asyncio.Protocol):
         self.response_path = ""
         self._task: asyncio.Task[None] | None = None
         self._writable_waiter: asyncio.Future[None] | None = None
-        self._linger: asyncio.TimerHandle | None = None
         self._scheduled: asyncio.Handle | None = None
+        self.bytes_out = 0  # bytes handed to the transport or the kernel, all responses
+        # One lazily re-armed timer: setting a deadline is a float store; the timer, when it
+        # fires early, re-arms itself for the deadline it finds. See _on_deadline.
+        self._watch = Watch.IDLE
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._progress_mark: tuple[int, int, int] = (0, 0, 0)
 
     # --- phases -----------------------------------------------------------------------
 
@@ -150,7 +177,19 @@ class HttpProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.peer = str(peer[0])
-        self.state.connections.add(self)
+        state = self.state
+        if len(state.connections) >= state.config.max_connections:
+            # Over the limit: answer at once and close, so the listener never spins on a
+            # connection it cannot serve (RFC 9110 §15.6.4: 503 with Retry-After).
+            self.no_more_requests = True
+            plan = plan_error(503, None, close=True, extra="Retry-After: 1\r\n")
+            transport.write(plan.head + b"".join(plan.segments))  # type: ignore[attr-defined]
+            self._close_gracefully()
+            state.rejected_connections += 1
+            return
+        state.connections.add(self)
+        # The first request's head must arrive within --header-timeout of the connect.
+        self._set_deadline(Watch.HEAD, state.config.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.phase is not Phase.CLOSED:
@@ -159,9 +198,9 @@ class HttpProtocol(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()
         self._wake_writer(ConnectionResetError("connection lost"))
-        if self._linger is not None:
-            self._linger.cancel()
-            self._linger = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._scheduled is not None:
             self._scheduled.cancel()
             self._scheduled = None
@@ -170,6 +209,10 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.no_more_requests:
             return  # lingering after an error, or after the last request: discard
+        if self._watch is Watch.IDLE:
+            # The first byte of a request starts --header-timeout; later bytes do not
+            # extend it (a slowloris client gains nothing by trickling).
+            self._set_deadline(Watch.HEAD, self.state.config.header_timeout)
         begins = self.message_begins
         try:
             self.parser.feed_data(data)
@@ -195,6 +238,8 @@ class HttpProtocol(asyncio.Protocol):
         else:
             if self.in_head:
                 self._count_head_bytes(data, began_here=self.message_begins != begins)
+            if self.request is None and self._watch is Watch.HEAD:
+                self._set_deadline(Watch.SEND, self.state.config.send_timeout)
 
     def _count_head_bytes(self, data: bytes, began_here: bool) -> None:
         """Bound a head that has not ended yet, whatever pace its bytes arrive at.
@@ -337,6 +382,8 @@ class HttpProtocol(asyncio.Protocol):
         self._close_if_done()
         if self.phase is Phase.IDLE and not self.pipeline and not self.no_more_requests:
             self._resume_reading()
+            if self.request is None:
+                self._set_deadline(Watch.IDLE, self.state.config.keepalive_timeout)
 
     def _close_if_done(self) -> None:
         if (
@@ -360,6 +407,7 @@ class HttpProtocol(asyncio.Protocol):
         if fd is None:
             data = plan.head + b"".join(plan.segments)  # type: ignore[arg-type]
             transport.write(data)
+            self.bytes_out += len(data)
             self._finish(request, plan, plan.body_length, "inline")
             return
         if plan.body_length <= state.inline_max:
@@ -371,6 +419,7 @@ class HttpProtocol(asyncio.Protocol):
             if buf is not None:
                 os.close(fd)
                 transport.write(buf)
+                self.bytes_out += len(buf)
                 self._finish(request, plan, plan.body_length, "inline")
                 return
             sender, path = send_buffered, "buffered"
@@ -378,6 +427,7 @@ class HttpProtocol(asyncio.Protocol):
             sender, path = state.sender, state.sender_name
         self._move(Phase.SENDING)
         self._pause_reading()
+        self._set_deadline(Watch.SEND, state.config.send_timeout)
         self.response_sent = 0
         self.response_path = path
         self._task = self.loop.create_task(self._send_body(request, plan, fd, sender))
@@ -425,7 +475,7 @@ class HttpProtocol(asyncio.Protocol):
                 path,
             )
         self._log_access(request, plan.status, sent)
-        if plan.close:
+        if plan.close or state.shutting_down:
             self._close_gracefully()
 
     def _log_access(self, request: Request, status: int, sent: int) -> None:
@@ -437,6 +487,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def count_bytes(self, path: str, n: int) -> None:
         self.response_sent += n
+        self.bytes_out += n
         self.state.stats.bytes_by_path[path] += n
 
     def note_fallback(self) -> None:
@@ -485,6 +536,77 @@ class HttpProtocol(asyncio.Protocol):
                 else:
                     fut.set_exception(exc)
 
+    # --- the deadline ---------------------------------------------------------------------
+
+    def _set_deadline(self, watch: Watch, seconds: float) -> None:
+        self._watch = watch
+        self._deadline = deadline = self.loop.time() + seconds
+        if watch is Watch.SEND:
+            # No syscall here (this runs per request): the kernel's queue is read only when
+            # the timer fires, so a stall is caught between one and two timeouts.
+            self._progress_mark = (self.bytes_out, -1, -1)
+        timer = self._timer
+        if timer is None or self._timer_at > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._on_deadline)
+
+    def _progress(self) -> tuple[int, int, int]:
+        """What moves while a response makes progress: our bytes out, the transport's
+        buffer, the kernel's send queue (a slow reader drains only the last two)."""
+        transport = self.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return self.bytes_out, buffered, _unsent_bytes(self.sock_fd) if self.sock_fd >= 0 else 0
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        if self.phase is Phase.CLOSED:
+            return
+        now = self.loop.time()
+        if now < self._deadline:
+            self._timer_at = self._deadline  # moved since armed: sleep until the new one
+            self._timer = self.loop.call_at(self._deadline, self._on_deadline)
+            return
+        config = self.state.config
+        watch = self._watch
+        transport = self.transport
+        assert transport is not None
+        if watch is Watch.HEAD:
+            log.debug("request head from %s not complete in %ss", self.peer, config.header_timeout)
+            self.request = None
+            self.in_head = False
+            self.no_more_requests = True
+            if self.phase is Phase.IDLE and not self.pipeline:
+                self._send_rejection(408)
+            else:
+                self._abort()
+        elif watch is Watch.IDLE or watch is Watch.LINGER:
+            if transport.get_write_buffer_size():
+                # The last response is still queued for a client that reads slowly (or not
+                # at all): judge it by progress, like any response in flight.
+                self._set_deadline(Watch.SEND, config.send_timeout)
+            elif watch is Watch.IDLE:
+                self.close_idle()
+            else:
+                transport.close()
+        else:  # Watch.SEND
+            mark = self._progress()
+            if not mark[1] and not self.pipeline and self.phase is not Phase.SENDING:
+                # Everything was handed over: wait for the next request, or close.
+                if self.phase is Phase.IDLE:
+                    self._set_deadline(Watch.IDLE, config.keepalive_timeout)
+                else:
+                    transport.close()
+            elif mark != self._progress_mark:
+                self._set_deadline(Watch.SEND, config.send_timeout)
+                self._progress_mark = mark
+            else:
+                log.debug(
+                    "no progress sending to %s in %ss: aborting", self.peer, config.send_timeout
+                )
+                self._abort()
+
     # --- reading and closing -------------------------------------------------------------
 
     def _pause_reading(self) -> None:
@@ -511,7 +633,7 @@ class HttpProtocol(asyncio.Protocol):
             transport.write_eof()
             self.reading_paused = True  # force the resume below
             self._resume_reading()
-            self._linger = self.loop.call_later(LINGER_SECONDS, transport.close)
+            self._set_deadline(Watch.LINGER, LINGER_SECONDS)
         else:
             transport.close()
 
