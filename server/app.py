@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from .accesslog import AccessLog
 from .config import Config
 from .handler import Handler
+from .listen import bind_tcp
 from .lookup import FileLookup
 from .protocol import HttpProtocol, Phase
 from .send import SENDERS
@@ -63,23 +65,19 @@ async def serve(
     loop = asyncio.get_running_loop()
     state = ServerState(config, loop)
     try:
-        server = await loop.create_server(
-            lambda: HttpProtocol(state),
-            host=config.host,
-            port=config.port,
-            reuse_address=True,
-            backlog=1024,
-        )
+        listeners = bind_tcp(config.host, config.port)
     except OSError as exc:
         where = f"{config.host or '*'}:{config.port}"
-        if exc.errno == 98:  # EADDRINUSE
+        if exc.errno == errno.EADDRINUSE:
             print(f"error: address {where} is already in use", file=sys.stderr)
         else:
             print(f"error: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    servers = [
+        await loop.create_server(lambda: HttpProtocol(state), sock=sock) for sock in listeners
+    ]
     urls = [
-        f"http://{_url_host(sock.getsockname())}:{sock.getsockname()[1]}/"
-        for sock in server.sockets
+        f"http://{_url_host(sock.getsockname())}:{sock.getsockname()[1]}/" for sock in listeners
     ]
     print(f"Serving {state.handler.lookup.root} at {urls[0]}", flush=True)
     log.info(
@@ -100,15 +98,18 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     log.info("shutting down")
-    await _shut_down(server, state, config.shutdown_timeout)
+    await _shut_down(servers, state, config.shutdown_timeout)
     if state.access_log is not None:
         state.access_log.flush()
     return 0
 
 
-async def _shut_down(server: asyncio.AbstractServer, state: ServerState, timeout: float) -> None:
+async def _shut_down(
+    servers: list[asyncio.AbstractServer], state: ServerState, timeout: float
+) -> None:
     """Stop accepting, close idle connections now, give busy ones ``timeout`` seconds."""
-    server.close()
+    for server in servers:
+        server.close()
     state.shutting_down = True
     deadline = state.loop.time() + timeout
     while state.connections and state.loop.time() < deadline:

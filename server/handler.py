@@ -56,4 +56,5 @@ class Handler:
         if isinstance(found, NeedsSlash):
             location = directory_redirect(target)
             return plan_no_content(301, request, close, f"Location: {location}\r\n"), None
-        return plan_error(found.status, request, close), None
+        extra = "Retry-After: 1\r\n" if found.status == 503 else ""
+        return plan_error(found.status, request, close, extra), None

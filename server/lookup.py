@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import stat
+import time
 from dataclasses import dataclass
 
 from .paths import RequestPath
@@ -28,6 +29,7 @@ _NOT_FOUND_ERRNOS = frozenset(
     {errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.EISDIR}
 )
 _FORBIDDEN_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
+_OUT_OF_FDS_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
 _HAVE_PROC_FD = os.path.isdir("/proc/self/fd")
 
 
@@ -52,13 +54,24 @@ NEEDS_SLASH = NeedsSlash()
 NOT_FOUND = Refused(404)
 FORBIDDEN = Refused(403)
 SERVER_ERROR = Refused(500)
+UNAVAILABLE = Refused(503)
+
+_last_fd_warning = 0.0
 
 
 def _status_for(exc: OSError) -> Refused:
+    global _last_fd_warning
     if exc.errno in _NOT_FOUND_ERRNOS:
         return NOT_FOUND
     if exc.errno in _FORBIDDEN_ERRNOS:
         return FORBIDDEN
+    if exc.errno in _OUT_OF_FDS_ERRNOS:
+        # Temporary: tell the client to come back (503 + Retry-After), log once a second.
+        now = time.monotonic()
+        if now - _last_fd_warning >= 1.0:
+            _last_fd_warning = now
+            log.error("out of file descriptors opening files: answering 503")
+        return UNAVAILABLE
     log.error("open failed: %s", exc)
     return SERVER_ERROR
 

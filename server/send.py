@@ -236,7 +236,13 @@ async def send_sendfile(conn: HttpProtocol, plan: ResponsePlan, fd: int | None) 
     if conn.transport is not None and conn.transport.get_write_buffer_size():
         # Bytes of an earlier response still queued: ours must not overtake them.
         await conn.wait_drained()
-    dup = _DupSocket(conn)
+    try:
+        dup = _DupSocket(conn)
+    except OSError as exc:
+        if exc.errno not in (errno.EMFILE, errno.ENFILE):
+            raise
+        conn.note_fallback()  # no descriptor to spare for the dup: this one goes buffered
+        return await send_buffered(conn, plan, fd)
     try:
         segments = plan.segments
         await dup.send_all(plan.head, more=bool(segments))
