@@ -13,7 +13,7 @@ from collections.abc import Callable
 from .accesslog import AccessLog
 from .config import Config
 from .handler import Handler
-from .listen import bind_tcp
+from .listen import DEFAULT_BACKLOG, bind_tcp
 from .lookup import FileLookup
 from .protocol import HttpProtocol, Phase
 from .send import SENDERS
@@ -74,7 +74,9 @@ async def serve(
             print(f"error: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     servers = [
-        await loop.create_server(lambda: HttpProtocol(state), sock=sock) for sock in listeners
+        # backlog again: both loops call listen() on a given socket with their default 100.
+        await loop.create_server(lambda: HttpProtocol(state), sock=sock, backlog=DEFAULT_BACKLOG)
+        for sock in listeners
     ]
     urls = [
         f"http://{_url_host(sock.getsockname())}:{sock.getsockname()[1]}/" for sock in listeners

@@ -138,6 +138,8 @@ async def send_buffered(conn: HttpProtocol, plan: ResponsePlan, fd: int | None) 
     """Write the head and body through the transport, respecting flow control."""
     transport = conn.transport
     assert transport is not None
+    if transport.is_closing():
+        raise SendAborted("connection closed")
     transport.write(plan.head)
     sent = 0
     for seg in plan.segments:
@@ -303,11 +305,28 @@ async def _sendfile_window(
 
 # --- the stdlib loop's own sendfile -----------------------------------------------------
 
+# TCP states in which we may still send (linux/tcp_states.h): ESTABLISHED, CLOSE_WAIT.
+_TCP_SENDABLE_STATES = frozenset({1, 8})
+
+
+def _tcp_alive(transport: asyncio.BaseTransport) -> bool:
+    """False when the kernel says the TCP connection can no longer carry our bytes."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return True
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    except (OSError, AttributeError):
+        return True  # no TCP_INFO here: assume alive, as before the probe
+    return info[0] in _TCP_SENDABLE_STATES
+
 
 async def send_loop_sendfile(conn: HttpProtocol, plan: ResponsePlan, fd: int | None) -> int:
     """Head through the transport, file windows with ``loop.sendfile(transport, ...)``."""
     transport = conn.transport
     assert transport is not None
+    if transport.is_closing():
+        raise SendAborted("connection closed")
     transport.write(plan.head)
     sent = 0
     file = open(fd, "rb", buffering=0, closefd=False) if fd is not None else None  # noqa: SIM115
@@ -331,14 +350,19 @@ async def _loop_sendfile_window(conn: HttpProtocol, file, fd: int, offset: int, 
     try:
         n = await conn.loop.sendfile(transport, file, offset, length, fallback=False)
     except asyncio.SendfileNotAvailableError as exc:
-        # Raised when the first os.sendfile fails: the file cannot be sent this way, or
-        # the client already left. Fall back per response when the connection lives.
-        if conn.closed or transport.is_closing():
+        # Raised when the first os.sendfile fails, whatever the errno: the file cannot be
+        # sent this way, or the client already left. Fall back only when the connection
+        # lives, else the fallback's writes go to a dead transport.
+        if conn.closed or transport.is_closing() or not _tcp_alive(transport):
             raise SendAborted("client went away") from exc
         conn.note_fallback()
         return await _send_window_buffered(conn, fd, offset, length)
     except (ConnectionError, OSError) as exc:
         raise SendAborted(f"sendfile failed: {exc}") from exc
+    except RuntimeError as exc:
+        if not transport.is_closing():
+            raise
+        raise SendAborted("client went away") from exc  # "Transport is closing"
     conn.count_bytes("loop.sendfile", n)
     if n < length:
         raise FileShrank("file ended before Content-Length")

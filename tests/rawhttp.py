@@ -52,7 +52,7 @@ class ResponseReader:
                 status_line, *lines = head.split("\r\n")
                 version, status, *_ = status_line.split(" ", 2)
                 if not version.startswith("HTTP/1."):
-                    raise ValueError(f"bad status line {status_line!r}")
+                    raise ValueError(f"bad status line {status_line[:80]!r}")
                 resp = RawResponse(status=int(status))
                 for line in lines:
                     name, _, value = line.partition(":")
@@ -119,8 +119,11 @@ def read_responses(
     head_requests: list[bool] | None = None,
     timeout: float = 10.0,
     close_wait: float = 0.3,
+    initial: bytes = b"",
 ) -> tuple[list[RawResponse], bool]:
+    """Read responses from ``sock``; ``initial`` is what the caller already read of them."""
     reader = ResponseReader(head_requests or [])
+    reader.feed(initial)
     deadline = time.monotonic() + timeout
     closed = False
     while True:

@@ -32,7 +32,9 @@ class ServerProcess:
         logdir: Path | None = None,
         host: str = "127.0.0.1",
         module: str = "server",
+        prefix: list[str] | None = None,
     ) -> None:
+        self.prefix = list(prefix or [])  # e.g. prlimit or setpriv in front of python
         self.module = module  # the entry point run with -m (a fault-injecting one in tests)
         self.root = Path(root)
         self.args = list(args or [])
@@ -48,6 +50,7 @@ class ServerProcess:
         self.stdout_path = self.logdir / f"server-{tag}.out"
         self.stderr_path = self.logdir / f"server-{tag}.err"
         cmd = [
+            *self.prefix,
             sys.executable,
             "-m",
             self.module,
