@@ -13,6 +13,7 @@ from server.cli import main
 
 GOOD_BYTES = 1024 * 1024
 
+
 def _is_faulty(fd: int) -> bool:
     try:
         return "eio" in os.readlink(f"/proc/self/fd/{fd}")
