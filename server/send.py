@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 # Linux moves at most 0x7ffff000 bytes per sendfile call (MAX_RW_COUNT).
 SENDFILE_MAX_CHUNK = 0x7FFFF000
+# File bytes are checked against the page cache this many at a time before sendfile
+# moves them: sendfile on pages still on disk would block the event loop for everyone.
+CACHE_CHECK_BYTES = 8 * 1024 * 1024
 # Buffered path chunk: large enough to keep syscalls few, small enough that many slow
 # clients do not hold much memory (one chunk plus the transport's high-water mark each).
 BUFFERED_CHUNK = 256 * 1024
@@ -84,6 +87,38 @@ def _read_cached_into(fd: int, view: memoryview, offset: int) -> bool:
     else:
         n = os.preadv(fd, [view], offset)
     return n == length
+
+
+_probe = bytearray(1)
+
+
+def _page_cached(fd: int, offset: int) -> bool:
+    """Whether the byte at ``offset`` is in the page cache (a 1-byte RWF_NOWAIT read)."""
+    if not _NoWait.enabled:
+        return True  # cannot tell: behave as before (the read may block)
+    try:
+        return os.preadv(fd, [_probe], offset, _RWF_NOWAIT) >= 0
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # let the real read report real errors
+
+
+def window_cached(fd: int, offset: int, length: int) -> bool:
+    """Whether ``length`` bytes at ``offset`` are (by their first and last page) cached.
+
+    Readahead fills the cache in contiguous runs, so the two ends stand for the middle.
+    """
+    return _page_cached(fd, offset) and _page_cached(fd, offset + length - 1)
+
+
+async def prefetch(fd: int, offset: int, length: int) -> None:
+    """Bring a window into the page cache from a worker thread (aiofiles' pool).
+
+    The copy this makes is of data the disk is slower to deliver than memory copies it;
+    the event loop goes on serving everyone else meanwhile.
+    """
+    await _pread_in_thread(fd, length, offset)
 
 
 def render_inline(plan: ResponsePlan, fd: int | None) -> bytearray | None:
@@ -269,8 +304,15 @@ async def _sendfile_window(
 ) -> int:
     remaining = length
     since_yield = 0
+    checked_until = offset
     while remaining:
         count = min(remaining, SENDFILE_MAX_CHUNK)
+        if offset >= checked_until:
+            span = min(remaining, CACHE_CHECK_BYTES)
+            if not window_cached(fd, offset, span):
+                await prefetch(fd, offset, span)
+            checked_until = offset + span
+        count = min(count, checked_until - offset)
         try:
             n = os.sendfile(dup.fd, fd, offset, count)
         except BlockingIOError:
@@ -345,6 +387,17 @@ async def send_loop_sendfile(conn: HttpProtocol, plan: ResponsePlan, fd: int | N
 
 
 async def _loop_sendfile_window(conn: HttpProtocol, file, fd: int, offset: int, length: int) -> int:
+    """One window with loop.sendfile, a cached stretch at a time (see CACHE_CHECK_BYTES)."""
+    sent = 0
+    while sent < length:
+        span = min(length - sent, CACHE_CHECK_BYTES)
+        if not window_cached(fd, offset + sent, span):
+            await prefetch(fd, offset + sent, span)
+        sent += await _loop_sendfile_span(conn, file, fd, offset + sent, span)
+    return sent
+
+
+async def _loop_sendfile_span(conn: HttpProtocol, file, fd: int, offset: int, length: int) -> int:
     transport = conn.transport
     assert transport is not None
     try:
