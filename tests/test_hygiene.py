@@ -174,12 +174,13 @@ def test_slow_reader_does_not_delay_small_requests(server, tree):
     assert max(latencies) < 0.25, latencies
 
 
-def test_out_of_descriptors_neither_spins_nor_floods_the_log(tmp_path, tree):
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_out_of_descriptors_neither_spins_nor_floods_the_log(tmp_path, tree, loop):
     if shutil.which("prlimit") is None:
         pytest.skip("prlimit missing")
     with ServerProcess(
         tree.root,
-        ["--loop", "asyncio"],
+        ["--loop", loop],
         logdir=tmp_path,
         prefix=["prlimit", "--nofile=40:40", "--"],
     ) as srv:
