@@ -37,7 +37,10 @@ def clf_time(now: float) -> str:
 
 def format_combined(peer: str, request: Request, status: int, sent: int, when: str) -> str:
     """``host - - [time] "request line" status bytes "referer" "user-agent"``."""
-    line = f"{request.method} {escape(request.target)} HTTP/{request.version}"
+    if request.method:
+        line = f"{request.method} {escape(request.target)} HTTP/{request.version}"
+    else:
+        line = "-"  # refused before it could be parsed
     referer = escape(request.referer) if request.referer is not None else "-"
     agent = escape(request.user_agent) if request.user_agent is not None else "-"
     return f'{peer} - - [{when}] "{line}" {status} {sent if sent else "-"} "{referer}" "{agent}"\n'

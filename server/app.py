@@ -120,6 +120,5 @@ async def _shut_down(
                 conn.close_idle()
         await asyncio.sleep(0.05)
     for conn in list(state.connections):
-        if conn.transport is not None:
-            conn.transport.abort()
+        conn.abort()
     await asyncio.sleep(0)

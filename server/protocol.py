@@ -110,11 +110,22 @@ class _Rejection:
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
-def _invalid_method_status(data: bytes) -> int:
+def _invalid_method_status(data: bytes, completed_before: int) -> int:
     """501 for a well-formed method we do not know (RFC 9110 §9.1), 400 for garbage (a TLS
-    ClientHello sent to the plain port, binary noise)."""
-    token, sep, _ = data.lstrip(b"\r\n").partition(b" ")
-    return 501 if sep and 0 < len(token) <= 32 and _TCHAR.issuperset(token) else 400
+    ClientHello sent to the plain port, binary noise).
+
+    The failing request starts after the heads of the ``completed_before`` requests this
+    chunk finished first (pipelined GETs carry no bodies), or earlier than the chunk, in
+    which case the chunk continues its method token.
+    """
+    start = 0
+    for _ in range(completed_before):
+        end = data.find(b"\r\n\r\n", start)
+        if end < 0:
+            break
+        start = end + 4
+    token = data[start:].lstrip(b"\r\n").partition(b" ")[0]
+    return 501 if 0 < len(token) <= 32 and _TCHAR.issuperset(token) else 400
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -137,10 +148,12 @@ class HttpProtocol(asyncio.Protocol):
         self.head_bytes = 0  # bytes of the unfinished head received so far
         self.in_head = False
         self.message_begins = 0
+        self.message_completes = 0
         self.response_sent = 0  # body bytes of the response in flight
         self.response_path = ""
         self._task: asyncio.Task[None] | None = None
         self._task_started = False
+        self._abort_after_task = False
         self._body_fd = -1  # the file a body task sends from, until the task closes it
         self._writable_waiter: asyncio.Future[None] | None = None
         self._scheduled: asyncio.Handle | None = None
@@ -221,6 +234,7 @@ class HttpProtocol(asyncio.Protocol):
             # extend it (a slowloris client gains nothing by trickling).
             self._set_deadline(Watch.HEAD, self.state.config.header_timeout)
         begins = self.message_begins
+        completes = self.message_completes
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -236,7 +250,8 @@ class HttpProtocol(asyncio.Protocol):
                 log.error("parser callback failed", exc_info=cause)
                 self._reject(500)
         except httptools.HttpParserInvalidMethodError:
-            self._reject(_invalid_method_status(data))
+            completed = self.message_completes - completes
+            self._reject(_invalid_method_status(data, completed))
         except httptools.HttpParserError as exc:
             if self.no_more_requests:
                 return  # bytes after a "Connection: close" request: ignored
@@ -310,10 +325,14 @@ class HttpProtocol(asyncio.Protocol):
                 raise _Reject(400)  # RFC 9112 §3.2: more than one Host is a 400
             else:
                 setattr(request, attr, f"{old}, {text}")
-        elif lname == b"content-length" and (
-            not value.isdigit() or int(value) > MAX_DISCARDED_BODY
-        ):
-            raise _Reject(413 if value.isdigit() else 400)
+        elif lname == b"content-length":
+            if not value.isdigit():
+                raise _Reject(400)
+            digits = value.lstrip(b"0")
+            # Compare by length first: Python refuses int() of more than 4300 digits, and
+            # llhttp lets any number of leading zeros through.
+            if len(digits) > 9 or int(digits or b"0") > MAX_DISCARDED_BODY:
+                raise _Reject(413)
 
     def on_headers_complete(self) -> None:
         request = self.request
@@ -338,6 +357,7 @@ class HttpProtocol(asyncio.Protocol):
         request = self.request
         assert request is not None
         self.request = None
+        self.message_completes += 1
         if self.phase is Phase.CLOSING or self.phase is Phase.CLOSED:
             return  # pipelined behind a response that closes the connection
         request.keep_alive = self.parser.should_keep_alive()
@@ -375,6 +395,11 @@ class HttpProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(plan.head + b"".join(plan.segments))  # type: ignore[arg-type]
+        # One access-log line per response, refused ones too; the request line is "-":
+        # what could not be parsed is not echoed.
+        refused = self.request if self.request is not None else Request()
+        refused.method = ""
+        self._log_access(refused, status, plan.body_length)
         self._close_gracefully()
 
     def _run_pipeline(self) -> None:
@@ -450,19 +475,21 @@ class HttpProtocol(asyncio.Protocol):
                 self._body_fd = -1
                 os.close(fd)
         except asyncio.CancelledError:
-            return  # connection lost; connection_lost did the rest
+            if self._abort_after_task and self.transport is not None:
+                self.transport.abort()  # see abort(): the sender has unwound now
+            return  # else the connection was lost; connection_lost did the rest
         except (SendAborted, ConnectionError) as exc:
             log.debug(
                 "response to %s aborted after %d bytes: %s", self.peer, self.response_sent, exc
             )
             self._log_access(request, plan.status, self.response_sent)
             self._task = None
-            self._abort()
+            self.abort()
             return
         except Exception:
             log.exception("sending a response failed")
             self._task = None
-            self._abort()
+            self.abort()
             return
         self._task = None
         if self.phase is Phase.SENDING:
@@ -591,7 +618,7 @@ class HttpProtocol(asyncio.Protocol):
             if self.phase is Phase.IDLE and not self.pipeline:
                 self._send_rejection(408)
             else:
-                self._abort()
+                self.abort()
         elif watch is Watch.IDLE or watch is Watch.LINGER:
             if transport.get_write_buffer_size():
                 # The last response is still queued for a client that reads slowly (or not
@@ -616,7 +643,7 @@ class HttpProtocol(asyncio.Protocol):
                 log.debug(
                     "no progress sending to %s in %ss: aborting", self.peer, config.send_timeout
                 )
-                self._abort()
+                self.abort()
 
     # --- reading and closing -------------------------------------------------------------
 
@@ -655,12 +682,22 @@ class HttpProtocol(asyncio.Protocol):
             self.no_more_requests = True
             self.transport.close()
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
         """Drop the connection now: the response framing can no longer be honoured."""
-        if self.phase is not Phase.CLOSED:
-            if self.phase is not Phase.CLOSING:
-                self._move(Phase.CLOSING)
-            self.no_more_requests = True
-            self.pipeline.clear()
-            if self.transport is not None:
-                self.transport.abort()
+        if self.phase is Phase.CLOSED:
+            return
+        if self.phase is not Phase.CLOSING:
+            self._move(Phase.CLOSING)
+        self.no_more_requests = True
+        self.pipeline.clear()
+        task = self._task
+        if task is not None and not task.done() and self._task_started:
+            # Let the sender unwind first. Aborting a stdlib transport while its
+            # loop.sendfile runs trips an asyncio bug (3.11: InvalidStateError in
+            # _call_connection_lost, the empty-waiter is still set), after which the loop's
+            # registration of the reused fd is wrong and the next connection is never read.
+            self._abort_after_task = True
+            task.cancel()
+            return
+        if self.transport is not None:
+            self.transport.abort()

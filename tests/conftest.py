@@ -92,3 +92,4 @@ def server(request: pytest.FixtureRequest, tree: DataTree) -> Iterator[ServerPro
     proc.send_path = send_path  # type: ignore[attr-defined]
     yield proc
     proc.stop()
+    assert proc.loop_errors() == [], proc.stderr()[-3000:]

@@ -103,6 +103,17 @@ class ServerProcess:
             time.sleep(0.02)
         raise AssertionError(f"{text!r} not in server {stream} after {timeout}s")
 
+    def loop_errors(self) -> list[str]:
+        """Tracebacks and asyncio-level errors in the log: never expected, whatever the test
+        did to the server (client aborts, timeouts, faults are all handled and logged as
+        one-liners)."""
+        text = self.stderr()
+        return [
+            line
+            for line in text.splitlines()
+            if line.startswith("Traceback") or " ERROR asyncio:" in line
+        ]
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
         if self.proc is None:
             return None

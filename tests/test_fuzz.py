@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -27,7 +28,8 @@ from .rawhttp import connect, exchange, get, read_responses
 from .serverproc import SEND_PATHS, ServerProcess
 
 FUZZ_SEED = 1234
-# 20,000 connections take about 10 s on a 2-core machine (client and server on one box).
+# 20,000 connections take 6-8 s on a 2-core machine (client and server on one box; the
+# whole test about 9 s), so the full count fits well under the 20 s aim.
 FUZZ_COUNT = 20_000
 CONCURRENCY = 32
 CONNECTION_TIMEOUT = 2.0  # per connection: connect, send, and read the answer or the close
@@ -38,17 +40,6 @@ TIME_LIMIT = 55.0  # the whole campaign, a hard bound (it should take well under
 _STATUS_LINE = re.compile(rb"HTTP/1\.1 ([1-5]\d\d) [\x20-\x7e]*")
 _FIELD_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 _NO_BODY = frozenset({204, 304})
-
-# A known server bug (see test_content_length_with_over_4300_digits_is_not_a_server_error):
-# a Content-Length of more than 4300 digits (leading zeros keep llhttp from overflowing)
-# makes int() raise in on_header, which the protocol answers with 500 and an ERROR log.
-# While that bug is present, the fuzzer tolerates exactly that request class, and only the
-# traceback it produces; once fixed, the probe at the start sees no 500 and tolerates nothing.
-_LONG_CONTENT_LENGTH = re.compile(rb"(?im)^content-length[ \t]*:[ \t]*\d{4301,}[ \t]*\r?$")
-_KNOWN_BUG_PROBE = (
-    b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"0" * 4400 + b"\r\n\r\n"
-)
-_KNOWN_BUG_TRACE = "ValueError: Exceeds the limit (4300 digits) for integer string conversion"
 
 
 @dataclass
@@ -190,15 +181,22 @@ def _error_records(stderr: str) -> list[str]:
     return [r for r in records if " ERROR " in r.partition("\n")[0] or "Traceback" in r]
 
 
+def _kernel_aborts_on_memory() -> int:
+    """Linux's count of connections reset for lack of TCP memory (0 where unknown)."""
+    try:
+        names, values = Path("/proc/net/netstat").read_text().splitlines()[:2]
+        counters = dict(zip(names.split(), values.split(), strict=True))
+        return int(counters.get("TCPAbortOnMemory", 0))
+    except (OSError, ValueError):
+        return 0
+
+
 def test_fuzzed_requests_never_break_the_server(tree: DataTree) -> None:
     st = (tree.root / "small.bin").stat()
     cases = fuzzcorpus.generate(FUZZ_COUNT, FUZZ_SEED, make_etag(st.st_size, st.st_mtime_ns))
     args = [*SEND_PATHS["uvloop-sendfile"][0], "--access-log", "off"]
     srv = ServerProcess(tree.root, args, logdir=tree.base / "logs").start()
     try:
-        probe, _ = exchange(srv.port, _KNOWN_BUG_PROBE, timeout=5)
-        known_bug = bool(probe) and probe[0].status == 500
-
         # What each seed gets when sent whole: a seed cut into several writes must get the same.
         seed_cases = [
             fuzzcorpus.FuzzCase(-1, s, (s,), True, ())
@@ -209,9 +207,9 @@ def test_fuzzed_requests_never_break_the_server(tree: DataTree) -> None:
             for out in asyncio.run(run_campaign(srv.port, seed_cases))
         }
 
-        started = time.monotonic()
+        started, aborts = time.monotonic(), _kernel_aborts_on_memory()
         outcomes = asyncio.run(asyncio.wait_for(run_campaign(srv.port, cases), TIME_LIMIT))
-        elapsed = time.monotonic() - started
+        elapsed, aborts = time.monotonic() - started, _kernel_aborts_on_memory() - aborts
 
         alive = srv.proc is not None and srv.proc.poll() is None
         after, _ = exchange(srv.port, get("/hello.txt"), timeout=5) if alive else ([], False)
@@ -242,8 +240,7 @@ def test_fuzzed_requests_never_break_the_server(tree: DataTree) -> None:
             )
             if on
         )
-        tolerated = known_bug and _LONG_CONTENT_LENGTH.search(out.case.data)
-        if 500 in parsed.statuses and not tolerated:
+        if 500 in parsed.statuses:
             errors.append(out.case.describe())
         if parsed.problems:
             garbage.append(f"{out.case.describe()}: {parsed.problems[:3]}")
@@ -252,7 +249,10 @@ def test_fuzzed_requests_never_break_the_server(tree: DataTree) -> None:
         if out.case.half_close and out.timed_out:
             # After our FIN the server owes at most the responses in flight, then its close.
             errors.append(f"{out.case.describe()}: not closed {CONNECTION_TIMEOUT}s after EOF")
-        if parsed.truncated and not out.capped:
+        if parsed.truncated and not out.capped and not out.reset:
+            # A FIN in the middle of a body breaks the framing. A reset is only counted: the
+            # kernel resets orphaned sockets under TCP memory pressure (TCPAbortOnMemory, seen
+            # on a shared machine), and asyncio drops what it had buffered when one arrives.
             garbage.append(
                 f"{out.case.describe()}: response cut short after {len(out.data)} bytes"
                 f" ({out.reset or 'clean close'}, {len(out.case.pieces)} writes)"
@@ -264,7 +264,7 @@ def test_fuzzed_requests_never_break_the_server(tree: DataTree) -> None:
             )
     summary = (
         f"{len(outcomes)} requests in {elapsed:.1f}s; statuses {dict(sorted(statuses.items()))}; "
-        f"{dict(kinds)}; known Content-Length bug present: {known_bug}"
+        f"{dict(kinds)}; kernel TCPAbortOnMemory meanwhile: {aborts}"
     )
     print(summary)
 
@@ -272,11 +272,7 @@ def test_fuzzed_requests_never_break_the_server(tree: DataTree) -> None:
     assert not garbage, f"{len(garbage)} malformed responses: {garbage[:10]}\n{summary}"
     assert not unlike_seed, f"split seeds answered differently: {unlike_seed[:10]}\n{summary}"
     assert alive, f"server died: {stderr[-3000:]}\n{summary}"
-    logged = [
-        r
-        for r in _error_records(stderr)
-        if not (known_bug and "parser callback failed" in r and _KNOWN_BUG_TRACE in r)
-    ]
+    logged = _error_records(stderr)
     assert not logged, f"{len(logged)} ERROR records / tracebacks: {logged[:3]}\n{summary}"
     assert len(after) == 1 and after[0].status == 200, summary
     assert bytes(after[0].body) == tree.files["hello.txt"], summary
@@ -294,18 +290,23 @@ def lone_server(tree: DataTree) -> Iterator[ServerProcess]:
         yield srv
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Content-Length with more than 4300 digits (e.g. 4400 zeros) makes int() "
-    "raise ValueError in HttpProtocol.on_header: 500 and an ERROR traceback instead of 400",
+@pytest.mark.parametrize(
+    "digits, body, status",
+    [
+        (b"0" * 4400, b"", (200,)),  # leading zeros are digits: this is a length of 0
+        (b"0" * 4400 + b"1", b"x", (200,)),
+        (b"0" * 4301 + b"5", b"abcde", (200,)),
+        (b"1" + b"0" * 4400, b"", (400, 413)),  # llhttp's overflow (400) or ours (413)
+    ],
+    ids=["zeros", "zeros-then-1", "zeros-then-5", "huge"],
 )
-@pytest.mark.parametrize("digits", [b"0" * 4400, b"0" * 4400 + b"1", b"0" * 4301 + b"5"])
-def test_content_length_with_over_4300_digits_is_not_a_server_error(lone_server, digits):
-    req = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: " + digits + b"\r\n\r\n"
+def test_content_length_with_over_4300_digits_is_not_a_server_error(
+    lone_server, digits, body, status
+):
+    req = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: " + digits + b"\r\n\r\n" + body
     responses, _ = exchange(lone_server.port, req, timeout=5)
     assert len(responses) == 1
-    # A body length we will not read is 400 (or 413); never "our fault".
-    assert responses[0].status in (400, 413), responses[0].status
+    assert responses[0].status in status  # never 500: int() of 4300+ digits once raised
     assert "Traceback" not in lone_server.stderr()
 
 
@@ -320,12 +321,6 @@ def _send_in_reads(port: int, pieces: tuple[bytes, ...], expect: int) -> list[in
     return [r.status for r in responses]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: protocol._invalid_method_status classifies the bytes of the current read, "
-    "not the request that failed: an unknown method split across reads is 400 (not 501), "
-    "and binary noise pipelined after a valid request in the same read is 501 (not 400)",
-)
 @pytest.mark.parametrize(
     "pieces, statuses",
     [

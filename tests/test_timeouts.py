@@ -19,6 +19,7 @@ def quick(request, tree):
     args, _ = SEND_PATHS[request.param]
     with ServerProcess(tree.root, [*args, *FAST], logdir=tree.base / "logs") as srv:
         yield srv
+    assert srv.loop_errors() == [], srv.stderr()[-3000:]
 
 
 def closed_after(sock: socket.socket, limit: float) -> tuple[float, bytes]:
