@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from .accesslog import AccessLog
 from .config import Config
+from .filecache import FileCache
 from .handler import Handler
 from .listen import DEFAULT_BACKLOG, bind_tcp
 from .lookup import FileLookup
@@ -40,7 +41,11 @@ class ServerState:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
         self.config = config
         self.loop = loop
-        self.handler = Handler(FileLookup(config.root, config.allow_dotfiles))
+        self.handler = Handler(
+            FileLookup(config.root, config.allow_dotfiles),
+            FileCache() if config.cache else None,
+            config.inline_max,
+        )
         self.sender_name = choose_send_path(config, loop)
         self.sender = SENDERS[self.sender_name]
         self.inline_max = config.inline_max

@@ -166,6 +166,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         send_timeout=args.send_timeout,
         max_connections=args.max_connections,
         shutdown_timeout=args.shutdown_timeout,
+        cache=not args.no_cache,
     )
 
 

@@ -23,3 +23,4 @@ class Config:
     send_timeout: float = 60.0  # a response making no progress this long is aborted
     max_connections: int = 10000  # beyond it, new connections get 503 and are closed
     shutdown_timeout: float = 30.0  # in-flight responses may finish this long after SIGTERM
+    cache: bool = True  # keep small files' responses, revalidated by stat per request

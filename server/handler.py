@@ -9,11 +9,22 @@ from __future__ import annotations
 import logging
 import os
 
+from .filecache import CachedFile, FileCache
+from .headers import DATE_CLOCK
 from .lookup import FileLookup, NeedsSlash, OpenFile
 from .mediatypes import content_type
 from .paths import TargetError, directory_redirect, parse_target
-from .plan import ALLOW_LINE, FileFacts, ResponsePlan, plan_error, plan_file, plan_no_content
+from .plan import (
+    ALLOW_LINE,
+    FileFacts,
+    ResponsePlan,
+    connection_line,
+    plan_error,
+    plan_file,
+    plan_no_content,
+)
 from .request import Request
+from .send import read_cached_bytes
 
 log = logging.getLogger("zerocopy.handler")
 
@@ -21,8 +32,38 @@ log = logging.getLogger("zerocopy.handler")
 class Handler:
     """Plans responses for files under one root."""
 
-    def __init__(self, lookup: FileLookup) -> None:
+    def __init__(self, lookup: FileLookup, cache: FileCache | None = None, body_max: int = 0):
         self.lookup = lookup
+        self.cache = cache
+        self.body_max = body_max  # bodies up to this size are kept in the cache
+
+    def respond_cached(self, request: Request, close: bool) -> tuple[bytes, int] | None:
+        """The whole response (and its body length) from the cache, or None to plan it.
+
+        Only the plain case: GET or HEAD of a cached small file without Range or
+        preconditions, which is what a busy small-file server answers most.
+        """
+        cache = self.cache
+        method = request.method
+        if (
+            cache is None
+            or (method != "GET" and method != "HEAD")
+            or request.range is not None
+            or request.if_none_match is not None
+            or request.if_modified_since is not None
+            or request.if_match is not None
+            or request.if_unmodified_since is not None
+        ):
+            return None
+        entry = cache.get(request.target)
+        if entry is None or entry.body is None:
+            return None
+        connection = connection_line(request, close)
+        date = DATE_CLOCK.line_bytes()
+        if method == "HEAD":
+            return b"".join((entry.head, connection.encode(), date, b"\r\n")), 0
+        body = entry.body
+        return b"".join((entry.head, connection.encode(), date, b"\r\n", body)), len(body)
 
     def plan(self, request: Request, close: bool) -> tuple[ResponsePlan, int | None]:
         """The plan for ``request`` and the file descriptor its body windows read.
@@ -44,6 +85,10 @@ class Handler:
         if isinstance(found, OpenFile):
             st = found.stat
             facts = FileFacts(st.st_size, st.st_mtime_ns, content_type(found.name))
+            if self.cache is not None and st.st_size <= self.body_max:
+                body = read_cached_bytes(found.fd, st.st_size)
+                if body is not None:
+                    self.cache.put(request.target, CachedFile(found.path, st, facts, body))
             try:
                 plan = plan_file(request, facts, close)
             except BaseException:

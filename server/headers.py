@@ -44,18 +44,29 @@ SERVER_LINE = f"Server: {SERVER_NAME}\r\n"
 class DateClock:
     """The ``Date:`` field line, formatted at most once per second (RFC 9110 §6.6.1)."""
 
-    __slots__ = ("_line", "_second")
+    __slots__ = ("_bytes", "_line", "_second")
 
     def __init__(self) -> None:
         self._second = -1
         self._line = ""
+        self._bytes = b""
 
     def line(self) -> str:
         now = int(time.time())
         if now != self._second:
-            self._second = now
-            self._line = f"Date: {format_http_date(now)}\r\n"
+            self._tick(now)
         return self._line
+
+    def line_bytes(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._tick(now)
+        return self._bytes
+
+    def _tick(self, now: int) -> None:
+        self._second = now
+        self._line = f"Date: {format_http_date(now)}\r\n"
+        self._bytes = self._line.encode("latin-1")
 
 
 DATE_CLOCK = DateClock()

@@ -38,6 +38,7 @@ class OpenFile:
     fd: int  # owned by the caller from here on
     stat: os.stat_result
     name: str  # the file's base name, for Content-Type
+    path: str  # the name it was opened by (symlinks unresolved)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,8 @@ class FileLookup:
                 os.close(fd)
                 return NEEDS_SLASH
             os.close(fd)
-            fd = self._open_checked(path.rstrip("/") + "/" + INDEX_FILE)
+            path = path.rstrip("/") + "/" + INDEX_FILE
+            fd = self._open_checked(path)
             if isinstance(fd, Refused):
                 # No index.html: the directory itself is not served (listing is opt-in).
                 return fd
@@ -146,4 +148,4 @@ class FileLookup:
             # FIFOs, devices, sockets: never a download (their "size" means nothing).
             os.close(fd)
             return FORBIDDEN
-        return OpenFile(fd, st, name)
+        return OpenFile(fd, st, name, path)

@@ -87,12 +87,26 @@ def plan_no_content(status: int, request: Request, close: bool, extra: str = "")
     )
 
 
+def validator_fields(facts: FileFacts) -> str:
+    """``Last-Modified`` and ``ETag`` field lines for a file."""
+    last_modified = facts.mtime_ns // 1_000_000_000
+    etag = make_etag(facts.size, facts.mtime_ns)
+    return f"Last-Modified: {format_http_date(last_modified)}\r\nETag: {etag}\r\n"
+
+
+def whole_file_fields(facts: FileFacts, common: str | None = None) -> str:
+    """The field lines of a 200 for a whole file, after Date and Server."""
+    if common is None:
+        common = f"Accept-Ranges: bytes\r\n{validator_fields(facts)}"
+    return f"Content-Type: {facts.content_type}\r\nContent-Length: {facts.size}\r\n{common}"
+
+
 def plan_file(request: Request, facts: FileFacts, close: bool) -> ResponsePlan:
     """The response to GET or HEAD of a regular file, after preconditions and Range."""
     size = facts.size
     etag = make_etag(size, facts.mtime_ns)
     last_modified = facts.mtime_ns // 1_000_000_000
-    validators = f"Last-Modified: {format_http_date(last_modified)}\r\nETag: {etag}\r\n"
+    validators = validator_fields(facts)
     connection = connection_line(request, close)
 
     # RFC 9110 §13.2.2: preconditions first, then Range (step 5).
@@ -162,7 +176,7 @@ def plan_file(request: Request, facts: FileFacts, close: bool) -> ResponsePlan:
                 206, _head(206, lines, connection), tuple(segments), length, close, True
             )
 
-    lines = f"Content-Type: {facts.content_type}\r\nContent-Length: {size}\r\n{common}"
+    lines = whole_file_fields(facts, common)
     if head_only or size == 0:
         return ResponsePlan(200, _head(200, lines, connection), (), 0, close, False)
     return ResponsePlan(

@@ -128,6 +128,10 @@ def _invalid_method_status(data: bytes, completed_before: int) -> int:
     return 501 if 0 < len(token) <= 32 and _TCHAR.issuperset(token) else 400
 
 
+def _loggable(target: bytes) -> str:
+    return target[:200].decode("latin-1").encode("unicode_escape").decode("ascii")
+
+
 class HttpProtocol(asyncio.Protocol):
     """One client connection."""
 
@@ -429,6 +433,13 @@ class HttpProtocol(asyncio.Protocol):
     def _respond(self, request: Request) -> None:
         close = not request.keep_alive or self.state.shutting_down
         state = self.state
+        cached = state.handler.respond_cached(request, close)
+        if cached is not None:
+            data, body_length = cached
+            self.transport.write(data)  # type: ignore[union-attr]
+            self.bytes_out += len(data)
+            self._finish_cached(request, body_length, close)
+            return
         try:
             plan, fd = state.handler.plan(request, close)
         except Exception:
@@ -498,6 +509,22 @@ class HttpProtocol(asyncio.Protocol):
             if self.phase is Phase.IDLE:
                 self._run_pipeline()
 
+    def _finish_cached(self, request: Request, sent: int, close: bool) -> None:
+        """_finish for a 200 answered from the file cache (no plan was made)."""
+        state = self.state
+        state.stats.responses_by_path["cache"] += 1
+        if state.debug:
+            log.debug(
+                "%s %s -> 200, %d body bytes via cache",
+                request.method,
+                _loggable(request.target),
+                sent,
+            )
+        if state.access_log is not None:
+            state.access_log.log(self.peer, request, 200, sent)
+        if close:
+            self._close_gracefully()
+
     def _finish(self, request: Request, plan: ResponsePlan, sent: int, path: str) -> None:
         state = self.state
         state.stats.responses_by_path[path] += 1
@@ -507,7 +534,7 @@ class HttpProtocol(asyncio.Protocol):
             log.debug(
                 "%s %s -> %d, %d body bytes via %s",
                 request.method,
-                request.target[:200].decode("latin-1").encode("unicode_escape").decode("ascii"),
+                _loggable(request.target),
                 plan.status,
                 sent,
                 path,

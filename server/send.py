@@ -43,9 +43,10 @@ BUFFERED_CHUNK = 256 * 1024
 # Give other connections a turn after this many bytes sent without waiting: on loopback a
 # fast reader drains the socket as fast as we fill it and the loop would never come back.
 YIELD_EVERY_BYTES = 4 * 1024 * 1024
-# Bodies up to this size go out inline. Measured (README "Send paths"): up to 32 KiB,
-# inline, sendfile and buffered serve the same req/s; at 64 KiB sendfile is ahead.
-DEFAULT_INLINE_MAX = 32 * 1024
+# Bodies up to this size go out inline, and are kept in the file cache. Measured (README
+# "Performance"): served from the cache, a 64 KiB file makes 43 k req/s inline against
+# 19 k with sendfile, since per-request work, not copying, is what costs here.
+DEFAULT_INLINE_MAX = 64 * 1024
 
 # errnos that mean "sendfile cannot serve this file or socket": fall back to buffered.
 _SENDFILE_UNSUPPORTED = frozenset({errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
@@ -119,6 +120,17 @@ async def prefetch(fd: int, offset: int, length: int) -> None:
     the event loop goes on serving everyone else meanwhile.
     """
     await _pread_in_thread(fd, length, offset)
+
+
+def read_cached_bytes(fd: int, length: int) -> bytes | None:
+    """The first ``length`` bytes of a file if they are all in the page cache, else None."""
+    buf = bytearray(length)
+    try:
+        if length and not _read_cached_into(fd, memoryview(buf), 0):
+            return None
+    except OSError:
+        return None
+    return bytes(buf)
 
 
 def render_inline(plan: ResponsePlan, fd: int | None) -> bytearray | None:

@@ -199,7 +199,9 @@ def test_out_of_descriptors_neither_spins_nor_floods_the_log(tmp_path, tree, loo
             for s in socks:
                 s.close()
         lines = srv.stderr().count("out of file descriptors")
-        assert 1 <= lines <= 10, lines
+        assert lines <= 10, lines  # at most about once a second
+        if loop == "asyncio":
+            assert lines >= 1  # our listener says so; libuv sheds silently under uvloop
         time.sleep(1.5)
         responses, _ = exchange(srv.port, get("/hello.txt"))
         assert bytes(responses[0].body) == tree.files["hello.txt"]

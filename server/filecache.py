@@ -1,0 +1,90 @@
+"""A bounded cache of what small-file responses need, revalidated by one stat per request.
+
+A hit replaces parse, open, fstat, the /proc readlink check, pread and close, and all the
+head formatting, by a dict lookup and one ``stat``: the per-request Python work is what
+limits small-file speed (README "Performance").
+
+Why a hit is safe. An entry is made only from a file the full lookup opened and checked
+(inside the root, not hidden, regular), keyed by the raw request-target that led there.
+Each hit stats the same name again and requires the same file: device, inode, size, mtime
+and ctime. A name that now leads elsewhere (a swapped symlink, a replaced file) has
+another inode and misses, and the full lookup runs; the only thing a hit can serve is the
+very file that was checked, unchanged since it was read.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from .headers import SERVER_LINE, STATUS_LINES
+from .plan import FileFacts, whole_file_fields
+
+# Bounds: entries, and bytes of cached bodies (only bodies up to the inline limit).
+MAX_ENTRIES = 4096
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+class CachedFile:
+    __slots__ = ("body", "facts", "head", "identity", "path")
+
+    def __init__(self, path: str, st: os.stat_result, facts: FileFacts, body: bytes | None) -> None:
+        self.path = path
+        self.identity = _identity(st)
+        self.facts = facts
+        self.body = body
+        # Status line and fields of the 200, without Date, Connection and the blank line.
+        self.head = (STATUS_LINES[200] + SERVER_LINE + whole_file_fields(facts)).encode("latin-1")
+
+
+class FileCache:
+    """Request-target -> CachedFile, bounded, every hit revalidated."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_body_bytes: int = MAX_BODY_BYTES):
+        self.max_entries = max_entries
+        self.max_body_bytes = max_body_bytes
+        self._entries: dict[bytes, CachedFile] = {}
+        self._body_bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, target: bytes) -> CachedFile | None:
+        entry = self._entries.get(target)
+        if entry is None:
+            self.misses += 1
+            return None
+        try:
+            st = os.stat(entry.path)
+        except OSError:
+            self._drop(target)
+            return None
+        if _identity(st) != entry.identity or not stat.S_ISREG(st.st_mode):
+            self._drop(target)
+            return None
+        self.hits += 1
+        return entry
+
+    def put(self, target: bytes, entry: CachedFile) -> None:
+        size = len(entry.body) if entry.body is not None else 0
+        if size > self.max_body_bytes:
+            return
+        self._drop(target)
+        if len(self._entries) >= self.max_entries or self._body_bytes + size > self.max_body_bytes:
+            # Simple and bounded: start over. A working set larger than the cache then
+            # costs what no cache costs; a smaller one refills in one pass.
+            self._entries.clear()
+            self._body_bytes = 0
+        self._entries[target] = entry
+        self._body_bytes += size
+
+    def _drop(self, target: bytes) -> None:
+        entry = self._entries.pop(target, None)
+        if entry is not None and entry.body is not None:
+            self._body_bytes -= len(entry.body)
+
+    def __len__(self) -> int:
+        return len(self._entries)
