@@ -239,6 +239,19 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def simple_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A plain Markdown table of dicts sharing keys (floats with 2 decimals)."""
+    keys = list(rows[0])
+    out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for r in rows:
+        out.append(
+            "| "
+            + " | ".join(f"{r[k]:.2f}" if isinstance(r[k], float) else str(r[k]) for k in keys)
+            + " |"
+        )
+    return "\n".join(out)
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 

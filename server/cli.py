@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_INLINE_MAX})",
     )
     p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="do not keep small files' responses in memory (each request opens and reads its file)",
+    )
+    p.add_argument(
         "--header-timeout",
         type=_seconds,
         default=10.0,
