@@ -132,3 +132,46 @@ def test_access_log_off(tree):
 def test_loop_choice_is_reported(tree, loop):
     with ServerProcess(tree.root, ["--loop", loop], logdir=tree.base / "logs") as srv:
         srv.wait_for_log(f"loop={loop}")
+
+
+def test_every_option_parses_into_the_config():
+    from server.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(
+        [
+            "9000",
+            "-d",
+            "/tmp",
+            "-b",
+            "127.0.0.1",
+            "--no-sendfile",
+            "--loop",
+            "asyncio",
+            "--dotfiles",
+            "allow",
+            "--access-log",
+            "off",
+            "--log-level",
+            "debug",
+            "--inline-max",
+            "1000",
+            "--no-cache",
+            "--header-timeout",
+            "2",
+            "--keepalive-timeout",
+            "3",
+            "--send-timeout",
+            "4",
+            "--max-connections",
+            "5",
+            "--shutdown-timeout",
+            "6",
+        ]
+    )
+    config = config_from_args(args)
+    assert (config.port, config.root, config.host) == (9000, "/tmp", "127.0.0.1")
+    assert not config.sendfile and config.loop == "asyncio" and config.allow_dotfiles
+    assert not config.access_log and config.log_level == "debug"
+    assert (config.inline_max, config.cache) == (1000, False)
+    assert (config.header_timeout, config.keepalive_timeout, config.send_timeout) == (2, 3, 4)
+    assert (config.max_connections, config.shutdown_timeout) == (5, 6)
