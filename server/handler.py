@@ -58,12 +58,13 @@ class Handler:
         entry = cache.get(request.target)
         if entry is None or entry.body is None:
             return None
-        connection = connection_line(request, close)
         date = DATE_CLOCK.line_bytes()
+        if close or request.version != "1.1":
+            date = connection_line(request, close).encode() + date
         if method == "HEAD":
-            return b"".join((entry.head, connection.encode(), date, b"\r\n")), 0
+            return b"".join((entry.head, date, b"\r\n")), 0
         body = entry.body
-        return b"".join((entry.head, connection.encode(), date, b"\r\n", body)), len(body)
+        return b"".join((entry.head, date, b"\r\n", body)), len(body)
 
     def plan(self, request: Request, close: bool) -> tuple[ResponsePlan, int | None]:
         """The plan for ``request`` and the file descriptor its body windows read.

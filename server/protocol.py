@@ -233,10 +233,6 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.no_more_requests:
             return  # lingering after an error, or after the last request: discard
-        if self._watch is Watch.IDLE:
-            # The first byte of a request starts --header-timeout; later bytes do not
-            # extend it (a slowloris client gains nothing by trickling).
-            self._set_deadline(Watch.HEAD, self.state.config.header_timeout)
         begins = self.message_begins
         completes = self.message_completes
         try:
@@ -264,8 +260,16 @@ class HttpProtocol(asyncio.Protocol):
         else:
             if self.in_head:
                 self._count_head_bytes(data, began_here=self.message_begins != begins)
-            if self.request is None and self._watch is Watch.HEAD:
+            if self.request is not None:
+                # A head is unfinished: --header-timeout runs from (about) its first byte,
+                # the read it began in, and later bytes do not extend it: a slowloris
+                # client gains nothing by trickling.
+                if self._watch is not Watch.HEAD:
+                    self._set_deadline(Watch.HEAD, self.state.config.header_timeout)
+            elif self._watch is Watch.HEAD:
                 self._set_deadline(Watch.SEND, self.state.config.send_timeout)
+            # Complete requests while IDLE keep the idle deadline until they are answered
+            # (one loop iteration later): one deadline update per request, not three.
 
     def _count_head_bytes(self, data: bytes, began_here: bool) -> None:
         """Bound a head that has not ended yet, whatever pace its bytes arrive at.
@@ -646,6 +650,11 @@ class HttpProtocol(asyncio.Protocol):
                 self._send_rejection(408)
             else:
                 self.abort()
+        elif watch is Watch.IDLE and (
+            self.pipeline or self._scheduled is not None or self.phase is Phase.SENDING
+        ):
+            # A request arrived just as the connection's idle time ran out: it is owed.
+            self._set_deadline(Watch.SEND, config.send_timeout)
         elif watch is Watch.IDLE or watch is Watch.LINGER:
             if transport.get_write_buffer_size():
                 # The last response is still queued for a client that reads slowly (or not
