@@ -1,0 +1,1 @@
+"""Load tests: ``python -m loadtest`` (peers side by side), ``python -m loadtest.sendpaths``."""

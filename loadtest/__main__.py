@@ -52,7 +52,7 @@ from typing import Any
 from . import report, scenarios, servers
 from .clients import missing_tools
 from .dataset import GIB, MIB, DataSet
-from .system import Machine, pin_self
+from .system import Machine, peak_rss_kib, pin_self
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -105,16 +105,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_text(s: scenarios.Settings, large_title: str, quick: bool) -> str:
-    warm = f" after a {s.warmup_seconds} s warm-up" if s.warmup_seconds else ""
-    return (
-        f"Small files: wrk -t1 -c{s.small_connections} keep-alive --latency, "
-        f"{s.wrk_seconds} s per cell{warm}. "
-        f"Ranges: wrk -t1 -c{s.ranges_connections}, {s.ranges_seconds} s, random 1 MiB ranges "
-        f"of the {large_title} file. Large: curl -s -o /dev/null, median of {s.large_runs} "
-        f"single download(s) and {s.large4_runs} round(s) of 4 concurrent ones (aggregate), "
-        f"after one 100 MiB warm-up download. Every server: one process, one event loop."
-    )
+def settings_text(s: scenarios.Settings, large_title: str, kinds: set[str]) -> str:
+    """One paragraph on how the scenarios that run are measured."""
+    parts = []
+    if "small" in kinds:
+        warm = f" after a {s.warmup_seconds} s warm-up" if s.warmup_seconds else ""
+        parts.append(
+            f"Small files: wrk -t1 -c{s.small_connections} keep-alive --latency, "
+            f"{s.wrk_seconds} s per cell{warm}."
+        )
+    if "ranges" in kinds:
+        parts.append(
+            f"Ranges: wrk -t1 -c{s.ranges_connections}, {s.ranges_seconds} s, random 1 MiB "
+            f"ranges of the {large_title} file."
+        )
+    if "large" in kinds:
+        parts.append(
+            f"Large: curl -s -o /dev/null after one 100 MiB warm-up download; median of "
+            f"{s.large_runs} single download(s), {s.large4_runs} round(s) of 4 concurrent "
+            f"ones (aggregate)."
+        )
+    parts.append("Every server: one process, one event loop.")
+    return " ".join(parts)
 
 
 def run_one(
@@ -125,22 +137,25 @@ def run_one(
     run_dir: Path,
     progress: Progress,
     label: str,
-) -> dict[str, Any]:
-    result: dict[str, Any] = {"id": server.id, "name": server.name, "scenarios": {}}
+    result: dict[str, Any],
+) -> None:
+    """Run the scenarios on one server, filling ``result`` as they finish (so an interrupt
+    keeps what was measured)."""
+    result.update({"id": server.id, "name": server.name, "scenarios": {}})
     reason = server.missing()
     if reason:
         result["skipped"] = reason
         progress(f"{label} {server.id}: skipped ({reason})")
-        return result
+        return
     progress(f"{label} {server.id}: starting")
     try:
         running = server.start(data.root, run_dir / "servers", settings.server_cpu)
     except servers.StartError as e:
         result["error"] = f"did not start: {e}"
-        return result
+        return
     try:
         result["pid"], result["port"] = running.pid, running.port
-        result["command"] = server.command(data.root, running.port, run_dir / "servers")
+        result["command"] = running.command
         hwm_before: list[int] = []
         for sc in chosen:
             if not sc.applies_to(server):
@@ -160,12 +175,9 @@ def run_one(
                 result["error"] = f"the server exited ({running.proc.returncode}) during {sc.id}"
                 break
         if running.proc.poll() is None:
-            from .system import peak_rss_kib
-
             result["peak_rss_kib"] = max([peak_rss_kib(running.serving_pid()), *hwm_before])
     finally:
         running.stop()
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     base = scenarios.QUICK if args.quick else scenarios.DEFAULT
     settings = replace(base, server_cpu=0 if pinned else None, client_cpu=1 if pinned else None)
     large_mib = args.large_mib or (256 if args.quick else 1024)
+    if large_mib < 2:
+        print("error: --large-mib must be at least 2 (the ranges are 1 MiB)", file=sys.stderr)
+        return 2
     large_title = f"{large_mib // 1024} GiB" if large_mib % 1024 == 0 else f"{large_mib} MiB"
     if pinned:
         pin_self(settings.client_cpu)
@@ -214,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "large_bytes": data.large_size,
         "large_title": large_title,
         "settings": asdict(settings),
-        "settings_text": settings_text(settings, large_title, args.quick),
+        "settings_text": settings_text(settings, large_title, {s.kind for s in chosen}),
         "data_dir": str(data.root),
         "load_average_at_start": os.getloadavg()[0],
     }
@@ -227,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"data set ready ({written} files written, all read once)")
         for i, server in enumerate(chosen_servers, 1):
             label = f"{i}/{len(chosen_servers)}"
-            results.append(run_one(server, data, settings, chosen, run_dir, progress, label))
+            results.append({})
+            run_one(server, data, settings, chosen, run_dir, progress, label, results[-1])
     except KeyboardInterrupt:
         interrupted = True
         progress("interrupted: writing what was measured")
@@ -237,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta["wall_seconds"] = progress.elapsed()
     meta["interrupted"] = interrupted
+    meta["load_average_at_end"] = os.getloadavg()[0]
     out_data = {"meta": meta, "servers": results}
     args.out.mkdir(parents=True, exist_ok=True)
     report.write_json(args.out / "results.json", out_data)
@@ -245,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     if report.write_png(args.out / "results.png", out_data):
         print(f"Wrote {args.out / 'results.md'}, results.json, results.png", file=sys.stderr)
+    else:
+        print(f"Wrote {args.out / 'results.md'}, results.json", file=sys.stderr)
+    print(f"Wall time {progress.elapsed():.1f} s", file=sys.stderr)
     return 130 if interrupted else 0
 
 

@@ -165,10 +165,12 @@ def cell_status(result: dict[str, Any], col: Column) -> str | None:
     ids = ["large-1", "large-4"] if col.scenario == "large" else [col.scenario]
     if not col.scenario:
         return None
-    present = [sc.get(i, "missing") for i in ids]
+    present = [sc[i] for i in ids if i in sc]
+    if not present:
+        return "—"  # not run (an interrupted run)
     if all(p is None for p in present):
         return "n/a"
-    if all(isinstance(p, dict) and "error" in p for p in present if p != "missing"):
+    if all(isinstance(p, dict) and "error" in p for p in present):
         return "error"
     return None
 
@@ -195,7 +197,8 @@ def render(data: dict[str, Any]) -> str:
         f"# zerocopy-server load test{' (quick)' if meta['quick'] else ''}",
         "",
         f"{m['date']} · {m['cpu_model']}, {m['cores']} cores, Linux {m['kernel']}, "
-        f"Python {m['python']} · {pin}",
+        f"Python {m['python']} · {pin} · load average {meta.get('load_average_at_start', 0):.2f}"
+        " at start",
         "",
         meta["settings_text"],
         "",
@@ -203,6 +206,8 @@ def render(data: dict[str, Any]) -> str:
         "",
     ]
     notes = []
+    if meta.get("interrupted"):
+        notes.append("Interrupted: partial results (—: not run).")
     if ref is None:
         notes.append("No nginx figures in this run: no ratios.")
     else:
@@ -213,10 +218,10 @@ def render(data: dict[str, Any]) -> str:
         "served in the large-file scenarios; core s/GiB: the pinned server core's busy time "
         "(/proc/stat), which adds the kernel's network work done on that core."
     )
-    notes.append(
-        "peak RSS: VmHWM at the end of the server's run (the highest across a reset); "
-        f"RSS 4{TIMES}{large_title}: the peak during the four concurrent downloads."
-    )
+    rss_note = "peak RSS: VmHWM at the end of the server's run (the highest across a reset)"
+    if "large-4" in scenario_ids:
+        rss_note += f"; RSS 4{TIMES}{large_title}: the peak during the four concurrent downloads"
+    notes.append(rss_note + ".")
     for r in results:
         if r.get("skipped"):
             notes.append(f"{r['name']}: skipped ({r['skipped']}).")
@@ -233,7 +238,10 @@ def render(data: dict[str, Any]) -> str:
                     f"socket errors {d.get('socket_errors')}."
                 )
     if any(not r.get("scenarios", {}).get("small-4k", True) for r in results):
-        notes.append("n/a: the raw os.sendfile server takes part in the large-file scenarios only.")
+        notes.append(
+            "n/a: the raw os.sendfile server takes part in the large-file scenarios only; it "
+            "serves one connection at a time, so its 4-download figure is four in a row."
+        )
     out += [f"- {n}" for n in notes]
     out += ["", f"Wall time: {meta.get('wall_seconds', 0):.0f} s.", ""]
     return "\n".join(out)
@@ -293,15 +301,18 @@ def write_png(path: Path, data: dict[str, Any]) -> bool:
     )
     names = [r["id"] for r in results]
     for ax, (_, key, title) in zip(axes.flat, ran, strict=False):
-        values = [figures(r).get(key) or 0.0 for r in results]
+        raw = [figures(r).get(key) for r in results]
+        values = [v or 0.0 for v in raw]
         bars = ax.barh(
             names, values, color=["#d62728" if n == REFERENCE else "#1f77b4" for n in names]
         )
         ax.invert_yaxis()
         ax.set_title(title.format(large=meta["large_title"], times=TIMES), fontsize=10)
         ax.tick_params(labelsize=8)
-        for bar, v in zip(bars, values, strict=True):
-            if v:
+        for bar, v, r in zip(bars, values, raw, strict=True):
+            if r is None:
+                ax.text(0, bar.get_y() + bar.get_height() / 2, " n/a", va="center", fontsize=7)
+            elif v:
                 ax.text(
                     bar.get_width(),
                     bar.get_y() + bar.get_height() / 2,

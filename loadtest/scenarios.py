@@ -14,8 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .clients import MANY_LUA, RANGES_LUA, curl_batch, curl_range, run_wrk
-from .dataset import GIB, MANY_COUNT, MANY_DIR, MIB, DataSet
+from .clients import (
+    MANY_LUA,
+    RANGES_LUA,
+    CurlBatch,
+    WrkResult,
+    curl_batch,
+    curl_range,
+    run_wrk,
+)
+from .dataset import GIB, MANY_COUNT, MANY_DIR, MEDIUM_SIZE, MIB, DataSet
 from .servers import Running
 from .system import cpu_busy_seconds, peak_rss_kib, reset_peak_rss, rss_kib, tree_cpu_seconds
 
@@ -102,6 +110,14 @@ def _cpu_fields(process_s: float, core_s: float | None, nbytes: float) -> dict[s
     }
 
 
+def _check_wrk(res: WrkResult) -> None:
+    """A cell whose responses were not all 2xx/3xx measured something else: an error."""
+    if res.requests == 0:
+        raise ScenarioError(f"wrk completed no request (socket errors {res.socket_errors})")
+    if res.non_2xx_3xx:
+        raise ScenarioError(f"{res.non_2xx_3xx} of {res.requests} responses not 2xx/3xx")
+
+
 def _wrk_cell(
     running: Running, s: Settings, path: str, script: Any = None, args: tuple[str, ...] = ()
 ) -> dict[str, Any]:
@@ -110,8 +126,7 @@ def _wrk_cell(
         run_wrk(url, s.warmup_seconds, s.small_connections, script, args, s.client_cpu)
     with CpuMeter(running, s.server_cpu) as meter:
         res = run_wrk(url, s.wrk_seconds, s.small_connections, script, args, s.client_cpu)
-    if res.requests == 0:
-        raise ScenarioError(f"wrk completed no request ({res.socket_errors})")
+    _check_wrk(res)
     out = res.as_dict()
     out.update(
         {
@@ -135,12 +150,21 @@ def small_many(running: Running, data: DataSet, s: Settings) -> dict[str, Any]:
     return _wrk_cell(running, s, "", MANY_LUA, (str(MANY_COUNT), f"/{MANY_DIR}/"))
 
 
-def _check_batch(batch: Any, size: int) -> None:
+def _check_batch(batch: CurlBatch, size: int) -> None:
     if any(c != 200 for c in batch.codes) or any(n != size for n in batch.sizes):
         raise ScenarioError(f"bad download: status {batch.codes}, bytes {batch.sizes} != {size}")
 
 
+def _warm_up(running: Running, data: DataSet, s: Settings) -> None:
+    """One 100 MiB download before the first large-file measurement (first-use costs)."""
+    if not running.warmed_up:
+        batch = curl_batch(running.url(data.medium), 1, s.client_cpu, s.curl_timeout)
+        _check_batch(batch, MEDIUM_SIZE)
+        running.warmed_up = True
+
+
 def _downloads(running: Running, data: DataSet, s: Settings, count: int, runs: int) -> dict:
+    _warm_up(running, data, s)
     url = running.url(data.large)
     speeds, seconds, process_s, nbytes = [], [], 0.0, 0
     core_s: float | None = 0.0 if s.pinned else None
@@ -167,12 +191,11 @@ def _downloads(running: Running, data: DataSet, s: Settings, count: int, runs: i
 
 
 def large_1(running: Running, data: DataSet, s: Settings) -> dict[str, Any]:
-    # Warm-up: one 100 MiB download (first-use costs out of the way).
-    _check_batch(curl_batch(running.url(data.medium), 1, s.client_cpu, s.curl_timeout), 100 * MIB)
     return _downloads(running, data, s, 1, s.large_runs)
 
 
 def large_4(running: Running, data: DataSet, s: Settings) -> dict[str, Any]:
+    _warm_up(running, data, s)
     pid = running.serving_pid()
     before = peak_rss_kib(pid)
     was_reset = reset_peak_rss(pid)
@@ -196,8 +219,7 @@ def ranges(running: Running, data: DataSet, s: Settings) -> dict[str, Any]:
         run_wrk(url, s.warmup_seconds, s.ranges_connections, RANGES_LUA, args, s.client_cpu)
     with CpuMeter(running, s.server_cpu) as meter:
         res = run_wrk(url, s.ranges_seconds, s.ranges_connections, RANGES_LUA, args, s.client_cpu)
-    if res.requests == 0:
-        raise ScenarioError(f"wrk completed no request ({res.socket_errors})")
+    _check_wrk(res)
     out = res.as_dict()
     body = res.requests * RANGE_LENGTH
     out.update(

@@ -41,7 +41,10 @@ def start(root: Path, args: list[str], cpu: int | None) -> Running:
 
 def download(running: Running, name: str, cpu: int | None) -> float:
     """One curl download to /dev/null; bytes per second."""
-    return curl_batch(running.url(name), 1, cpu, timeout=300).bytes_per_s
+    batch = curl_batch(running.url(name), 1, cpu, timeout=300)
+    if batch.codes != [200]:
+        raise RuntimeError(f"download of {name} failed: status {batch.codes[0]}")
+    return batch.bytes_per_s
 
 
 def wrk(running: Running, name: str, cpu: int | None, seconds: int = 5) -> float:

@@ -53,6 +53,8 @@ class Running:
     proc: subprocess.Popen[bytes]
     port: int
     log: Path
+    command: list[str]
+    warmed_up: bool = False  # the large-file warm-up download is done
 
     @property
     def pid(self) -> int:
@@ -122,7 +124,7 @@ class Server:
         cmd = [*taskset(cpu), *self.command(root, port, run_dir)]
         with open(out, "wb") as fo, open(log, "wb") as fe:
             proc = subprocess.Popen(cmd, cwd=REPO, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL)
-        running = Running(self, proc, port, log)
+        running = Running(self, proc, port, log, cmd)
         try:
             deadline = time.monotonic() + timeout
             while True:

@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import socket
+import struct
 import sys
 from urllib.parse import unquote, urlsplit
 
@@ -22,6 +23,9 @@ MAX_HEAD = 16 * 1024
 
 
 def read_head(conn: socket.socket) -> bytes:
+    # A receive timeout in the kernel (not settimeout, which would make os.sendfile
+    # non-blocking): a client that never sends cannot hold the only thread for long.
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 10, 0))
     head = b""
     while b"\r\n\r\n" not in head and len(head) < MAX_HEAD:
         chunk = conn.recv(4096)
@@ -51,6 +55,9 @@ def handle(conn: socket.socket, root: str) -> None:
         return
     try:
         size = os.fstat(fd).st_size
+        # Corked, the kernel sends full segments only: the best a sendfile loop can do (nginx
+        # does the same with tcp_nopush). Uncorking at the end pushes the last one out.
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
         conn.sendall(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % size
@@ -61,6 +68,7 @@ def handle(conn: socket.socket, root: str) -> None:
             if sent == 0:
                 break
             offset += sent
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
     finally:
         os.close(fd)
 
