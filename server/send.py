@@ -21,6 +21,7 @@ import asyncio
 import errno
 import os
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -113,13 +114,36 @@ def window_cached(fd: int, offset: int, length: int) -> bool:
     return _page_cached(fd, offset) and _page_cached(fd, offset + length - 1)
 
 
-async def prefetch(fd: int, offset: int, length: int) -> None:
-    """Bring a window into the page cache from a worker thread (aiofiles' pool).
+_PREFETCH_STEP = 1024 * 1024
+_prefetch_buffers = threading.local()
 
-    The copy this makes is of data the disk is slower to deliver than memory copies it;
-    the event loop goes on serving everyone else meanwhile.
+
+def _read_into_cache(fd: int, offset: int, length: int) -> None:
+    """Read a window through one small per-thread buffer, for the page cache's sake.
+
+    The copies are of data the disk is slower to deliver than memory copies it; a 1 MiB
+    buffer per worker thread keeps memory flat (one 8 MiB bytes object per cold window
+    showed as RSS spikes under concurrent cold downloads).
     """
-    await _pread_in_thread(fd, length, offset)
+    buf = getattr(_prefetch_buffers, "buf", None)
+    if buf is None:
+        buf = _prefetch_buffers.buf = bytearray(_PREFETCH_STEP)
+    view = memoryview(buf)
+    end = offset + length
+    while offset < end:
+        n = os.preadv(fd, [view[: min(_PREFETCH_STEP, end - offset)]], offset)
+        if n <= 0:
+            return  # EOF: the file shrank; the send itself will notice
+        offset += n
+
+
+_prefetch_in_thread = _aio_wrap(_read_into_cache)
+
+
+async def prefetch(fd: int, offset: int, length: int) -> None:
+    """Bring a window into the page cache from a worker thread (aiofiles' pool), so the
+    sendfile that follows does not block the event loop on the disk."""
+    await _prefetch_in_thread(fd, offset, length)
 
 
 def read_cached_bytes(fd: int, length: int) -> bytes | None:
