@@ -49,8 +49,16 @@ def format_combined(peer: str, request: Request, status: int, sent: int, when: s
 class AccessLog:
     """Collects log lines and writes them in batches at the end of a loop iteration."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        stream: TextIO | None = None,
+        path: str | None = None,
+    ) -> None:
         self._loop = loop
+        self._path = path  # a file we own and reopen on SIGHUP (log rotation)
+        if path is not None:
+            stream = open(path, "a", encoding="latin-1")  # noqa: SIM115
         self._stream = stream if stream is not None else sys.stdout
         self._lines: list[str] = []
         self._second = -1
@@ -75,3 +83,15 @@ class AccessLog:
             self._stream.flush()
         except (OSError, ValueError):
             pass  # stdout closed or full: losing log lines must not take the server down
+
+    def reopen(self) -> None:
+        """After logrotate moved the file away: write to a new file at the same path."""
+        self.flush()
+        if self._path is None:
+            return
+        try:
+            stream = open(self._path, "a", encoding="latin-1")  # noqa: SIM115
+        except OSError:
+            return  # keep writing to the old file rather than lose lines
+        old, self._stream = self._stream, stream
+        old.close()

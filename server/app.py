@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import signal
-import sys
+import socket
+import ssl
 from collections.abc import Callable
 
 from .accesslog import AccessLog
 from .config import Config
 from .filecache import FileCache
+from .forwarded import TrustedPeers
 from .handler import Handler
-from .listen import DEFAULT_BACKLOG, bind_tcp
+from .listen import DEFAULT_BACKLOG
 from .lookup import FileLookup
 from .protocol import HttpProtocol, Phase
 from .send import SENDERS
@@ -29,8 +30,10 @@ def is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
 
 def choose_send_path(config: Config, loop: asyncio.AbstractEventLoop) -> str:
     """The body path for large files: our dup'ed-socket sendfile on uvloop, the loop's
-    own sendfile on the stdlib loop, buffered when sendfile is off or missing."""
-    if not config.sendfile or not hasattr(os, "sendfile"):
+    own sendfile on the stdlib loop, buffered when sendfile is off or missing, and with
+    TLS (the kernel cannot encrypt what sendfile would move; a sendfile on the socket
+    would send plaintext past the TLS layer)."""
+    if not config.sendfile or not hasattr(os, "sendfile") or config.certfile:
         return "buffered"
     return "sendfile" if is_uvloop(loop) else "loop.sendfile"
 
@@ -45,11 +48,16 @@ class ServerState:
             FileLookup(config.root, config.allow_dotfiles),
             FileCache() if config.cache else None,
             config.inline_max,
+            config.root_path,
         )
+        self.trusted = TrustedPeers(config.forwarded_allow_ips)
+        self.scheme = "https" if config.certfile else "http"
         self.sender_name = choose_send_path(config, loop)
         self.sender = SENDERS[self.sender_name]
         self.inline_max = config.inline_max
-        self.access_log = AccessLog(loop) if config.access_log else None
+        self.access_log = (
+            AccessLog(loop, path=config.access_log_file) if config.access_log else None
+        )
         self.connections: set[HttpProtocol] = set()
         self.stats = Stats()
         self.shutting_down = False
@@ -57,36 +65,47 @@ class ServerState:
         self.debug = logging.getLogger("zerocopy.protocol").isEnabledFor(logging.DEBUG)
 
 
-def _url_host(sockname: tuple) -> str:
-    host = sockname[0]
-    return f"[{host}]" if ":" in host else host
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """The server's TLS context, or None without --certfile. Raises OSError/SSLError."""
+    if not config.certfile:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.certfile, config.keyfile)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _quiet_handshake_errors(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """Failed TLS handshakes (scanners, plain HTTP on the TLS port) are the client's
+    problem: a debug line, not an ERROR with a traceback per attempt."""
+    exc = context.get("exception")
+    if (
+        isinstance(exc, (ssl.SSLError, ConnectionError))
+        and "handshake" in str(context.get("message", "")).lower() + str(exc).lower()
+    ):
+        log.debug("TLS handshake failed: %s", exc)
+        return
+    loop.default_exception_handler(context)
 
 
 async def serve(
     config: Config,
-    on_ready: Callable[[ServerState, list[str]], None] | None = None,
+    listeners: list[socket.socket],
+    on_ready: Callable[[ServerState], None] | None = None,
 ) -> int:
-    """Serve until SIGINT/SIGTERM; the exit status (0, or 1 when listening failed)."""
+    """Serve on ``listeners`` until SIGINT/SIGTERM; the exit status."""
     loop = asyncio.get_running_loop()
     state = ServerState(config, loop)
-    try:
-        listeners = bind_tcp(config.host, config.port)
-    except OSError as exc:
-        where = f"{config.host or '*'}:{config.port}"
-        if exc.errno == errno.EADDRINUSE:
-            print(f"error: address {where} is already in use", file=sys.stderr)
-        else:
-            print(f"error: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+    context = tls_context(config)
+    if context is not None:
+        loop.set_exception_handler(_quiet_handshake_errors)
     servers = [
         # backlog again: both loops call listen() on a given socket with their default 100.
-        await loop.create_server(lambda: HttpProtocol(state), sock=sock, backlog=DEFAULT_BACKLOG)
+        await loop.create_server(
+            lambda: HttpProtocol(state), sock=sock, backlog=DEFAULT_BACKLOG, ssl=context
+        )
         for sock in listeners
     ]
-    urls = [
-        f"http://{_url_host(sock.getsockname())}:{sock.getsockname()[1]}/" for sock in listeners
-    ]
-    print(f"Serving {state.handler.lookup.root} at {urls[0]}", flush=True)
     log.info(
         "loop=%s send path=%s inline bodies <= %d bytes",
         type(loop).__module__.split(".")[0],
@@ -94,21 +113,28 @@ async def serve(
         state.inline_max,
     )
     if on_ready is not None:
-        on_ready(state, urls)
+        on_ready(state)
 
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reopen_logs, state)
     try:
         await stop.wait()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     log.info("shutting down")
     await _shut_down(servers, state, config.shutdown_timeout)
     if state.access_log is not None:
         state.access_log.flush()
     return 0
+
+
+def _reopen_logs(state: ServerState) -> None:
+    log.info("SIGHUP: reopening logs")
+    if state.access_log is not None:
+        state.access_log.reopen()
 
 
 async def _shut_down(

@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import socket
+import ssl
 import sys
 from collections.abc import Sequence
 
-from .app import serve
+from .app import serve, tls_context
 from .config import Config
+from .forwarded import TrustedPeers
+from .listen import UnixSocketInUse, bind_tcp, bind_unix, describe, inherited_sockets
 from .send import DEFAULT_INLINE_MAX
+from .supervisor import Supervisor
 
 EXIT_USAGE = 2
 
@@ -55,6 +61,31 @@ def _count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        return os.cpu_count() or 1
+    return _count(text)
+
+
+def _mode(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid octal mode {text!r}") from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError("mode must be between 000 and 777")
+    return value
+
+
+def _root_path(text: str) -> str:
+    path = "/" + text.strip("/")
+    if path == "/":
+        return ""
+    if any(seg in (".", "..") for seg in path.split("/")) or "?" in path or "#" in path:
+        raise argparse.ArgumentTypeError(f"invalid root path {text!r}")
+    return path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +182,48 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="on SIGTERM/SIGINT, let in-flight responses finish for up to S seconds (default 30)",
     )
+    p.add_argument(
+        "--unix", metavar="PATH", help="listen on a unix domain socket at PATH instead of TCP"
+    )
+    p.add_argument(
+        "--unix-mode",
+        type=_mode,
+        default=0o660,
+        metavar="OCTAL",
+        help="permissions of the unix socket file (default 0660)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the listening sockets; 'auto' = CPU count (default 1)",
+    )
+    p.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        metavar="LIST",
+        help="comma-separated addresses/networks of proxies whose Forwarded and "
+        "X-Forwarded-* fields are believed ('*' = all; unix-socket peers are "
+        "trusted) (default 127.0.0.1)",
+    )
+    p.add_argument(
+        "--root-path",
+        type=_root_path,
+        default="",
+        metavar="/PREFIX",
+        help="the prefix a reverse proxy mounts the server under; redirects carry "
+        "it, and requests are accepted with or without it",
+    )
+    p.add_argument("--certfile", metavar="PEM", help="serve HTTPS with this certificate chain")
+    p.add_argument(
+        "--keyfile", metavar="PEM", help="private key for --certfile (if not in the same file)"
+    )
+    p.add_argument(
+        "--access-log-file",
+        metavar="PATH",
+        help="write the access log to PATH instead of stdout (reopened on SIGHUP)",
+    )
     return p
 
 
@@ -172,6 +245,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_connections=args.max_connections,
         shutdown_timeout=args.shutdown_timeout,
         cache=not args.no_cache,
+        unix=args.unix,
+        unix_mode=args.unix_mode,
+        workers=args.workers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        root_path=args.root_path,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        access_log_file=args.access_log_file,
     )
 
 
@@ -199,12 +280,72 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _check(config: Config) -> str | None:
+    """What is wrong with a configuration, as a one-line message, or None."""
+    if not os.path.isdir(config.root):
+        what = "does not exist" if not os.path.exists(config.root) else "is not a directory"
+        return f"{config.root} {what}"
+    try:
+        TrustedPeers(config.forwarded_allow_ips)
+    except ValueError as exc:
+        return f"--forwarded-allow-ips: {exc}"
+    if config.keyfile and not config.certfile:
+        return "--keyfile needs --certfile"
+    try:
+        tls_context(config)
+    except (OSError, ssl.SSLError) as exc:
+        return f"cannot load the TLS certificate or key: {exc}"
+    return None
+
+
+def open_listeners(config: Config) -> list[list[socket.socket]]:
+    """The listening sockets, one set per worker. Raises OSError with a message."""
+    inherited = inherited_sockets()
+    if inherited:
+        return [inherited] * config.workers  # systemd's sockets, shared by all workers
+    if config.unix:
+        try:
+            return [[bind_unix(config.unix, config.unix_mode)]] * config.workers
+        except UnixSocketInUse:
+            raise OSError(f"{config.unix}: another server is listening on it") from None
+        except OSError as exc:
+            raise OSError(f"cannot listen on {config.unix}: {exc.strerror or exc}") from None
+    where = f"{config.host or '*'}:{config.port}"
+    sets: list[list[socket.socket]] = []
+    port = config.port
+    try:
+        for _ in range(config.workers):
+            sockets = bind_tcp(config.host, port, reuse_port=config.workers > 1)
+            port = sockets[0].getsockname()[1]  # port 0: every worker on the one drawn
+            sets.append(sockets)
+    except OSError as exc:
+        for sockets in sets:
+            for sock in sockets:
+                sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise OSError(f"address {where} is already in use") from None
+        raise OSError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    return sets
+
+
+def run_worker(config: Config, listeners: list[socket.socket]) -> int:
+    """One server process: its own event loop on ``listeners``."""
+    loop = _new_loop(config.loop)
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(serve(config, listeners))
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
+        return 0
+    finally:
+        loop.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
-    if not os.path.isdir(config.root):
-        what = "does not exist" if not os.path.exists(config.root) else "is not a directory"
-        print(f"error: {config.root} {what}", file=sys.stderr)
+    problem = _check(config)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     logging.basicConfig(
         level=getattr(logging, config.log_level.upper()),
@@ -212,18 +353,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        loop = _new_loop(config.loop)
+        _new_loop(config.loop).close()
     except ImportError:
         print("error: --loop uvloop, but uvloop is not installed", file=sys.stderr)
         return EXIT_USAGE
     raise_fd_limit()
-    asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(serve(config))
-    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
-        return 0
+        listener_sets = open_listeners(config)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    root = os.path.realpath(config.root)
+    print(f"Serving {root} at {describe(listener_sets[0][0])}", flush=True)
+    try:
+        if config.workers == 1:
+            return run_worker(config, listener_sets[0])
+        supervisor = Supervisor(
+            listener_sets,
+            lambda listeners: run_worker(config, listeners),
+            config.shutdown_timeout,
+        )
+        return supervisor.run()
     finally:
-        loop.close()
+        if config.unix:
+            with contextlib.suppress(OSError):
+                os.unlink(config.unix)
 
 
 if __name__ == "__main__":

@@ -24,3 +24,11 @@ class Config:
     max_connections: int = 10000  # beyond it, new connections get 503 and are closed
     shutdown_timeout: float = 30.0  # in-flight responses may finish this long after SIGTERM
     cache: bool = True  # keep small files' responses, revalidated by stat per request
+    unix: str | None = None  # listen on this unix socket path instead of TCP
+    unix_mode: int = 0o660
+    workers: int = 1
+    forwarded_allow_ips: str = "127.0.0.1"
+    root_path: str = ""  # "/prefix" a proxy mounts us under, or ""
+    certfile: str | None = None
+    keyfile: str | None = None
+    access_log_file: str | None = None

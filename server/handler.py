@@ -13,7 +13,13 @@ from .filecache import CachedFile, FileCache
 from .headers import DATE_CLOCK
 from .lookup import FileLookup, NeedsSlash, OpenFile
 from .mediatypes import content_type
-from .paths import TargetError, directory_redirect, parse_target
+from .paths import (
+    TargetError,
+    directory_redirect,
+    mount_redirect,
+    parse_target,
+    strip_root_path,
+)
 from .plan import (
     ALLOW_LINE,
     FileFacts,
@@ -32,10 +38,18 @@ log = logging.getLogger("zerocopy.handler")
 class Handler:
     """Plans responses for files under one root."""
 
-    def __init__(self, lookup: FileLookup, cache: FileCache | None = None, body_max: int = 0):
+    def __init__(
+        self,
+        lookup: FileLookup,
+        cache: FileCache | None = None,
+        body_max: int = 0,
+        root_path: str = "",
+    ) -> None:
         self.lookup = lookup
         self.cache = cache
         self.body_max = body_max  # bodies up to this size are kept in the cache
+        self.root_path = root_path  # "/prefix" a proxy mounts us under, or ""
+        self._prefix = root_path.encode("ascii")
 
     def respond_cached(self, request: Request, close: bool) -> tuple[bytes, int] | None:
         """The whole response (and its body length) from the cache, or None to plan it.
@@ -77,8 +91,16 @@ class Handler:
                 return plan_no_content(204, request, close, ALLOW_LINE), None
             # RFC 9110 §15.5.6: 405 carries Allow.
             return plan_error(405, request, close, ALLOW_LINE), None
+        raw_target = request.target
+        if self._prefix:
+            stripped = strip_root_path(raw_target, self._prefix)
+            if stripped is None:
+                # The mount point itself, without its slash: on to "prefix/".
+                location = mount_redirect(self.root_path, raw_target)
+                return plan_no_content(301, request, close, f"Location: {location}\r\n"), None
+            raw_target = stripped
         try:
-            target = parse_target(request.target)
+            target = parse_target(raw_target)
         except TargetError as exc:
             log.debug("bad request-target: %s", exc)
             return plan_error(exc.status, request, close), None
@@ -100,7 +122,7 @@ class Handler:
                 return plan, None
             return plan, found.fd
         if isinstance(found, NeedsSlash):
-            location = directory_redirect(target)
+            location = directory_redirect(target, self.root_path)
             return plan_no_content(301, request, close, f"Location: {location}\r\n"), None
         extra = "Retry-After: 1\r\n" if found.status == 503 else ""
         return plan_error(found.status, request, close, extra), None

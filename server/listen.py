@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 import socket
+import stat
 import time
 
 log = logging.getLogger("zerocopy.listen")
@@ -86,10 +87,14 @@ class GuardedListener(socket.socket):
         super().close()
 
 
-def _listener(family: int, addr: tuple, backlog: int) -> GuardedListener:
+def _listener(family: int, addr: tuple, backlog: int, reuse_port: bool = False) -> GuardedListener:
     sock = GuardedListener(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            # Worker processes each bind their own socket to the same port; the kernel
+            # spreads new connections evenly among them.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             # One socket per family, as asyncio does: the v4 socket takes IPv4.
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -103,7 +108,9 @@ def _listener(family: int, addr: tuple, backlog: int) -> GuardedListener:
     return sock
 
 
-def bind_tcp(host: str | None, port: int, backlog: int = DEFAULT_BACKLOG) -> list[socket.socket]:
+def bind_tcp(
+    host: str | None, port: int, backlog: int = DEFAULT_BACKLOG, reuse_port: bool = False
+) -> list[socket.socket]:
     """Listening sockets for ``host`` (None: all interfaces, IPv4 and IPv6) and ``port``.
 
     With port 0 and several addresses, every socket gets the port the first one drew.
@@ -121,7 +128,7 @@ def bind_tcp(host: str | None, port: int, backlog: int = DEFAULT_BACKLOG) -> lis
             if port == 0 and sockets:
                 addr = (addr[0], sockets[0].getsockname()[1], *addr[2:])
             try:
-                sockets.append(_listener(family, addr, backlog))
+                sockets.append(_listener(family, addr, backlog, reuse_port))
             except OSError as exc:
                 # No IPv6 on this host: serving IPv4 alone is what the user would expect.
                 if (
@@ -140,3 +147,79 @@ def bind_tcp(host: str | None, port: int, backlog: int = DEFAULT_BACKLOG) -> lis
             sock.close()
         raise
     return sockets
+
+
+class UnixSocketInUse(OSError):
+    """Another process is listening on the unix socket path."""
+
+
+def bind_unix(path: str, mode: int = 0o660, backlog: int = DEFAULT_BACKLOG) -> socket.socket:
+    """A listening unix domain socket at ``path`` with permissions ``mode``.
+
+    A socket file left behind by a server that died is removed, but only when nothing
+    answers on it; a live one raises UnixSocketInUse, and a path that is not a socket
+    (a typo pointing at a regular file) is never deleted.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise FileExistsError(errno.EEXIST, "exists and is not a socket", path)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            os.unlink(path)  # stale: nobody listens
+        else:
+            raise UnixSocketInUse(errno.EADDRINUSE, "a server is listening on it", path)
+        finally:
+            probe.close()
+    sock = GuardedListener(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, mode)
+        sock.listen(backlog)
+        sock.setblocking(False)
+        sock.reserve()
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+# systemd socket activation (sd_listen_fds(3)): inherited sockets start at fd 3.
+SD_LISTEN_FDS_START = 3
+
+
+def inherited_sockets(environ: dict[str, str] | None = None) -> list[socket.socket]:
+    """Listening sockets passed by systemd (LISTEN_FDS for this LISTEN_PID), or [].
+
+    The variables are removed once read, so they do not leak into child processes.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    try:
+        count = int(env.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return []
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        env.pop(name, None)
+    sockets = []
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
+        os.set_inheritable(fd, False)
+        sock = GuardedListener(fileno=fd)
+        sock.setblocking(False)
+        sock.reserve()
+        sockets.append(sock)
+    return sockets
+
+
+def describe(sock: socket.socket) -> str:
+    """How a listening socket reads in "Serving DIR at ...": a URL, or unix:PATH."""
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
+    host, port = sock.getsockname()[:2]
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"

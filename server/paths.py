@@ -140,3 +140,30 @@ def directory_redirect(path: RequestPath, prefix: str = "") -> str:
     if path.query:
         location += "?" + quote_query(path.query)
     return location
+
+
+def strip_root_path(target: bytes, prefix: bytes) -> bytes | None:
+    """The target without a leading mount ``prefix`` (e.g. ``b"/files"``).
+
+    Proxies are set up both ways, stripping the prefix or passing it on, so both are
+    accepted: a target without the prefix comes back unchanged (a top-level directory
+    named like the prefix is then shadowed, as documented). None means the target is the
+    prefix itself without its trailing slash, which the caller redirects.
+    """
+    if target[:1] != b"/":
+        return target
+    path, sep, query = target.partition(b"?")
+    if path == prefix:
+        return None
+    if path.startswith(prefix + b"/"):
+        return path[len(prefix) :] + sep + query
+    return target
+
+
+def mount_redirect(prefix: str, target: bytes) -> str:
+    """Location for ``/prefix`` asked without its slash: ``prefix/`` relative, query kept."""
+    location = quote_segment(prefix.rsplit("/", 1)[-1]) + "/"
+    _, sep, query = target.partition(b"?")
+    if sep and query:
+        location += "?" + quote_query(query)
+    return location

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from .forwarded import UNIX_PEER, client_view
 from .plan import ResponsePlan, plan_error
 from .request import KEPT_FIELDS, Request
 from .send import SendAborted, render_inline, send_buffered
@@ -196,6 +197,8 @@ class HttpProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.peer = str(peer[0])
+        elif self.sock_family == socket.AF_UNIX:
+            self.peer = UNIX_PEER
         state = self.state
         if len(state.connections) >= state.config.max_connections:
             # Over the limit: answer at once and close, so the listener never spins on a
@@ -525,7 +528,7 @@ class HttpProtocol(asyncio.Protocol):
                 sent,
             )
         if state.access_log is not None:
-            state.access_log.log(self.peer, request, 200, sent)
+            state.access_log.log(self._client(request), request, 200, sent)
         if close:
             self._close_gracefully()
 
@@ -550,7 +553,22 @@ class HttpProtocol(asyncio.Protocol):
     def _log_access(self, request: Request, status: int, sent: int) -> None:
         access_log = self.state.access_log
         if access_log is not None:
-            access_log.log(self.peer, request, status, sent)
+            access_log.log(self._client(request), request, status, sent)
+
+    def _client(self, request: Request) -> str:
+        """The client's address for the log: through trusted proxies, else the peer."""
+        if request.forwarded is None and request.x_forwarded_for is None:
+            return self.peer
+        state = self.state
+        return client_view(
+            self.peer,
+            state.trusted,
+            state.scheme,
+            request.forwarded,
+            request.x_forwarded_for,
+            request.x_forwarded_proto,
+            request.x_forwarded_host,
+        ).address
 
     # --- used by the senders ------------------------------------------------------------
 

@@ -11,6 +11,7 @@ class Request:
 
     __slots__ = (
         "body_bytes",
+        "forwarded",
         "header_bytes",
         "header_count",
         "host",
@@ -26,6 +27,9 @@ class Request:
         "target",
         "user_agent",
         "version",
+        "x_forwarded_for",
+        "x_forwarded_host",
+        "x_forwarded_proto",
     )
 
     def __init__(self) -> None:
@@ -42,6 +46,10 @@ class Request:
         self.if_range: str | None = None
         self.user_agent: str | None = None
         self.referer: str | None = None
+        self.forwarded: str | None = None
+        self.x_forwarded_for: str | None = None
+        self.x_forwarded_proto: str | None = None
+        self.x_forwarded_host: str | None = None
         self.header_bytes = 0
         self.header_count = 0
         self.body_bytes = 0
@@ -59,4 +67,8 @@ KEPT_FIELDS: dict[bytes, str] = {
     b"if-range": "if_range",
     b"user-agent": "user_agent",
     b"referer": "referer",
+    b"forwarded": "forwarded",
+    b"x-forwarded-for": "x_forwarded_for",
+    b"x-forwarded-proto": "x_forwarded_proto",
+    b"x-forwarded-host": "x_forwarded_host",
 }

@@ -1,0 +1,125 @@
+"""Worker processes: N copies of the server on the same listening sockets, supervised.
+
+The parent binds the listening sockets (one set per worker with SO_REUSEPORT for TCP, so
+the kernel spreads connections evenly; one shared set for unix and systemd sockets),
+forks the workers, and then only waits:
+
+* a worker that dies without being asked to is restarted on its own sockets, so the
+  connections queued on them are served by its successor (a crash loop backs off);
+* SIGTERM and SIGINT are forwarded for a graceful shutdown, and the parent exits 0 once
+  every worker has (workers that overrun --shutdown-timeout by 10 s are killed);
+* SIGHUP is forwarded: each worker reopens its access log file.
+
+The parent never runs an event loop: forking from inside one is unsafe on both loops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("zerocopy.supervisor")
+
+# A worker dying this soon after its start counts as a crash loop: wait before the next.
+CRASH_WINDOW = 1.0
+MAX_BACKOFF = 10.0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        listener_sets: list[list[socket.socket]],
+        run_worker: Callable[[list[socket.socket]], int],
+        shutdown_timeout: float,
+    ) -> None:
+        self.listener_sets = listener_sets
+        self.run_worker = run_worker
+        self.shutdown_timeout = shutdown_timeout
+        self.pids: dict[int, int] = {}  # pid -> worker index
+        self.started: dict[int, float] = {}  # worker index -> start time
+        self.backoff: dict[int, float] = {}
+        self.stopping = False
+        self.restarts = 0
+
+    def _spawn(self, index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+                    signal.signal(sig, signal.SIG_DFL)
+                for i, sockets in enumerate(self.listener_sets):
+                    if i != index:
+                        for sock in sockets:
+                            sock.close()
+                code = self.run_worker(self.listener_sets[index])
+            except KeyboardInterrupt:
+                code = 0
+            except BaseException:
+                log.exception("worker %d failed", index)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.pids[pid] = index
+        self.started[index] = time.monotonic()
+        log.info("worker %d started (pid %d)", index, pid)
+
+    def _forward(self, signum: int, _frame: object = None) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.stopping = True
+        for pid in list(self.pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._forward)
+        for index in range(len(self.listener_sets)):
+            self._spawn(index)
+        deadline = None
+        while self.pids:
+            if self.stopping and deadline is None:
+                deadline = time.monotonic() + self.shutdown_timeout + 10
+            if deadline is not None and time.monotonic() > deadline:
+                for pid in list(self.pids):
+                    log.error("worker pid %d did not stop in time: killing it", pid)
+                    os.kill(pid, signal.SIGKILL)
+                deadline = float("inf")
+            try:
+                pid, status = os.waitpid(-1, 0 if deadline is None else os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.05)
+                continue
+            index = self.pids.pop(pid, None)
+            if index is None:
+                continue
+            if self.stopping:
+                log.info("worker %d (pid %d) exited", index, pid)
+                continue
+            self._restart(index, pid, status)
+        return 0
+
+    def _restart(self, index: int, pid: int, status: int) -> None:
+        if os.WIFSIGNALED(status):
+            why = f"killed by signal {os.WTERMSIG(status)}"
+        else:
+            why = f"exited with status {os.WEXITSTATUS(status)}"
+        log.error("worker %d (pid %d) %s: restarting it", index, pid, why)
+        lived = time.monotonic() - self.started.get(index, 0.0)
+        if lived < CRASH_WINDOW:
+            delay = min(max(self.backoff.get(index, 0.0) * 2, 0.1), MAX_BACKOFF)
+            self.backoff[index] = delay
+            time.sleep(delay)  # signals still arrive: the handlers only set flags and kill
+            if self.stopping:
+                return
+        else:
+            self.backoff[index] = 0.0
+        self.restarts += 1
+        self._spawn(index)
