@@ -1,0 +1,382 @@
+"""Deployment: unix sockets, socket activation, workers, proxies' fields, TLS, replicas."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from server.conditional import make_etag
+
+from .conftest import BIG_SIZE
+from .rawhttp import RawResponse, exchange, get, read_responses
+from .serverproc import REPO, SEND_PATHS, ServerProcess
+
+# --- unix domain sockets ------------------------------------------------------------------
+
+
+class UnixServer:
+    """The server on a unix socket (ServerProcess expects a TCP port)."""
+
+    def __init__(self, root: Path, path: Path, args: list[str], logdir: Path) -> None:
+        self.path = path
+        logdir.mkdir(parents=True, exist_ok=True)
+        self.out = logdir / f"unix-{time.monotonic_ns()}.out"
+        self.err = self.out.with_suffix(".err")
+        cmd = [
+            sys.executable,
+            "-m",
+            "server",
+            "-d",
+            str(root),
+            "--unix",
+            str(path),
+            "--log-level",
+            "debug",
+            *args,
+        ]
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=err)
+        deadline = time.monotonic() + 15
+        while f"at unix:{path}" not in self.out.read_text():
+            assert self.proc.poll() is None, self.err.read_text()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+
+    def exchange(self, data: bytes, expect: int = 1) -> list[RawResponse]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(20)
+            sock.connect(str(self.path))
+            sock.sendall(data)
+            responses, _ = read_responses(sock, expect)
+        return responses
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(10)
+
+
+@pytest.mark.parametrize("path_name", list(SEND_PATHS))
+def test_unix_socket_serves_on_every_send_path(tree, tmp_path, path_name):
+    args, send_path = SEND_PATHS[path_name]
+    sock_path = tmp_path / "zc.sock"
+    srv = UnixServer(tree.root, sock_path, args, tmp_path)
+    try:
+        assert stat.S_IMODE(os.stat(sock_path).st_mode) == 0o660  # the default --unix-mode
+        responses = srv.exchange(get("/big.bin") + get("/big.bin", extra="Range: bytes=5-9\r\n"), 2)
+        assert bytes(responses[0].body) == tree.files["big.bin"]
+        assert bytes(responses[1].body) == tree.files["big.bin"][5:10]
+        deadline = time.monotonic() + 5
+        while f"via {send_path}" not in srv.err.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert f"GET /big.bin -> 200, {BIG_SIZE} body bytes via {send_path}" in srv.err.read_text()
+        # The access log names unix-socket peers "unix".
+        assert re.search(r"^unix - - \[", srv.out.read_text(), re.M)
+    finally:
+        assert srv.stop() == 0
+    assert not sock_path.exists()  # removed at exit
+
+
+def test_unix_socket_mode_and_stale_file(tree, tmp_path):
+    sock_path = tmp_path / "stale.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(sock_path))
+    stale.close()  # a socket file nobody listens on, as a killed server leaves it
+    srv = UnixServer(tree.root, sock_path, ["--unix-mode", "600"], tmp_path)
+    try:
+        assert stat.S_IMODE(os.stat(sock_path).st_mode) == 0o600
+        assert srv.exchange(get("/hello.txt"))[0].status == 200
+        # A second server must not steal a live socket.
+        second = subprocess.run(
+            [sys.executable, "-m", "server", "-d", str(tree.root), "--unix", str(sock_path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert second.returncode == 1
+        assert "another server is listening" in second.stderr
+        assert srv.exchange(get("/hello.txt"))[0].status == 200
+    finally:
+        srv.stop()
+
+
+def test_unix_path_that_is_a_regular_file_is_not_deleted(tree, tmp_path):
+    victim = tmp_path / "important.txt"
+    victim.write_text("keep me")
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "-d", str(tree.root), "--unix", str(victim)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert victim.read_text() == "keep me"
+
+
+# --- systemd socket activation ---------------------------------------------------------------
+
+
+def test_systemd_socket_activation(tree, tmp_path):
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    fd = listener.fileno()
+    out = tmp_path / "sd.out"
+    # LISTEN_PID must be the server's own pid: the shell's $$ survives its exec.
+    script = 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"'
+    with open(out, "wb") as stdout:
+        proc = subprocess.Popen(
+            ["sh", "-c", script, "sh", sys.executable, "-m", "server", "-d", str(tree.root)],
+            cwd=REPO,
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(fd, 3),  # 3 too: close_fds runs after preexec_fn's dup2
+            preexec_fn=lambda: os.dup2(fd, 3),
+        )
+    listener.close()
+    try:
+        deadline = time.monotonic() + 15
+        while "Serving" not in out.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        assert f"127.0.0.1:{port}" in out.read_text()  # it announced the inherited socket
+        responses, _ = exchange(port, get("/hello.txt"))
+        assert bytes(responses[0].body) == tree.files["hello.txt"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+
+
+# --- worker processes --------------------------------------------------------------------------
+
+
+def children(pid: int) -> set[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return set()
+    return {int(p) for p in text.split()}
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_workers_share_the_port_restart_and_stop_gracefully(tree, tmp_path):
+    srv = ServerProcess(tree.root, ["--workers", "2"], logdir=tmp_path).start()
+    try:
+        assert wait_for(lambda: len(children(srv.proc.pid)) == 2)
+        workers = children(srv.proc.pid)
+        for _ in range(20):
+            responses, _ = exchange(srv.port, get("/hello.txt"))
+            assert bytes(responses[0].body) == tree.files["hello.txt"]
+        # A crashed worker is replaced, and the port keeps answering meanwhile.
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        assert wait_for(
+            lambda: len(children(srv.proc.pid)) == 2 and victim not in children(srv.proc.pid)
+        )
+        srv.wait_for_log("restarting it")
+        for _ in range(20):
+            responses, _ = exchange(srv.port, get("/big.bin"))
+            assert bytes(responses[0].body) == tree.files["big.bin"]
+        # SIGHUP reaches the workers.
+        os.kill(srv.proc.pid, signal.SIGHUP)
+        assert wait_for(lambda: srv.stderr().count("SIGHUP: reopening logs") >= 2)
+        current = children(srv.proc.pid)
+    finally:
+        code = srv.stop()
+    assert code == 0
+    assert all(not Path(f"/proc/{pid}").exists() for pid in current)
+    assert "Traceback" not in srv.stderr()
+
+
+def test_workers_auto_is_the_cpu_count(tree, tmp_path):
+    with ServerProcess(tree.root, ["--workers", "auto"], logdir=tmp_path) as srv:
+        assert wait_for(lambda: len(children(srv.proc.pid)) == (os.cpu_count() or 1))
+
+
+# --- behind a proxy: forwarded fields and the root path ----------------------------------------
+
+
+def logged_client(srv: ServerProcess, marker: str) -> str:
+    line = next(ln for ln in srv.wait_for_log(marker, stream="stdout").splitlines() if marker in ln)
+    return line.split(" ", 1)[0]
+
+
+@pytest.mark.parametrize(
+    "allow, logged",
+    [("127.0.0.1", "203.0.113.7"), ("10.9.9.9", "127.0.0.1"), ("*", "203.0.113.7")],
+)
+def test_forwarded_for_is_believed_only_from_trusted_peers(tree, tmp_path, allow, logged):
+    with ServerProcess(tree.root, ["--forwarded-allow-ips", allow], logdir=tmp_path) as srv:
+        marker = f"/hello.txt?m={time.monotonic_ns()}"
+        exchange(srv.port, get(marker, extra="X-Forwarded-For: 203.0.113.7\r\n"))
+        assert logged_client(srv, marker) == logged
+
+
+def test_bad_forwarded_allow_ips_is_a_usage_error(tree):
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "-d", str(tree.root), "--forwarded-allow-ips", "nope"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2 and "forwarded-allow-ips" in result.stderr
+
+
+def test_root_path_redirects_and_accepts_both_forms(tree, tmp_path):
+    with ServerProcess(tree.root, ["--root-path", "/files/"], logdir=tmp_path) as srv:
+        data = (
+            get("/files/hello.txt")
+            + get("/hello.txt")  # a proxy that strips the prefix
+            + get("/files/dir")
+            + get("/files?x=1")
+            + get("/files/dir/../noindex")  # not canonical: absolute, with the prefix
+        )
+        r, _ = exchange(srv.port, data, expect=5)
+    assert bytes(r[0].body) == bytes(r[1].body) == tree.files["hello.txt"]
+    assert (r[2].status, r[2].header("location")) == (301, "dir/")
+    assert (r[3].status, r[3].header("location")) == (301, "files/?x=1")
+    assert (r[4].status, r[4].header("location")) == (301, "/files/noindex/")
+
+
+# --- TLS ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    base = tmp_path_factory.mktemp("tls")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(base / "server.pem"))
+    ca.cert_pem.write_to_path(str(base / "ca.pem"))
+    return base
+
+
+def tls_exchange(port: int, cafile: Path, data: bytes, expect: int = 1) -> list[RawResponse]:
+    context = ssl.create_default_context(cafile=str(cafile))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=20) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+    ):
+        sock.sendall(data)
+        responses, _ = read_responses(sock, expect, timeout=30)
+    return responses
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_tls_serves_byte_exact_through_the_buffered_path(tree, tls_files, tmp_path, loop):
+    args = ["--loop", loop, "--certfile", str(tls_files / "server.pem")]
+    with ServerProcess(tree.root, args, logdir=tmp_path) as srv:
+        big = tree.files["big.bin"]
+        r = tls_exchange(
+            srv.port,
+            tls_files / "ca.pem",
+            get("/big.bin")
+            + get("/big.bin", extra="Range: bytes=100-199\r\n")
+            + get("/big.bin", extra="Range: bytes=0-9,-10\r\n")
+            + get("/hello.txt"),
+            expect=4,
+        )
+        assert hashlib.sha256(bytes(r[0].body)).digest() == hashlib.sha256(big).digest()
+        assert (r[1].status, bytes(r[1].body)) == (206, big[100:200])
+        assert r[2].status == 206 and r[2].header("content-type").startswith("multipart/byteranges")
+        assert bytes(r[3].body) == tree.files["hello.txt"]
+        srv.wait_for_log("GET /big.bin -> 200")
+        assert srv.send_paths_for("/big.bin")[0] == "buffered"  # never sendfile under TLS
+        # Plain HTTP on the TLS port: the handshake fails, quietly.
+        with contextlib.suppress(OSError):
+            exchange(srv.port, get("/hello.txt"), timeout=3)
+        time.sleep(0.3)
+        assert srv.loop_errors() == []
+
+
+def test_tls_large_download(tree, tls_files, tmp_path):
+    args = ["--certfile", str(tls_files / "server.pem")]
+    start, length = 4 * 1024**3 + 1000, 262156  # the sparse file's marked region
+    with ServerProcess(tree.root, args, logdir=tmp_path) as srv:
+        r = tls_exchange(
+            srv.port,
+            tls_files / "ca.pem",
+            get("/sparse.bin", extra=f"Range: bytes=0-{64 * 1024 * 1024 - 1}\r\n")
+            + get("/sparse.bin", extra=f"Range: bytes={start}-{start + length - 1}\r\n"),
+            expect=2,
+        )
+    assert bytes(r[0].body) == bytes(64 * 1024 * 1024)
+    assert bytes(r[1].body)[:12] == b"beyond-4GiB:"
+
+
+def test_missing_certificate_is_a_usage_error(tree, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "-d", str(tree.root), "--certfile", str(tmp_path / "x")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2 and "certificate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- replicas ---------------------------------------------------------------------------------
+
+
+def test_replicas_over_copies_agree_and_resume_across(tree, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root in (a, b):
+        root.mkdir()
+        shutil.copy2(tree.root / "big.bin", root / "big.bin")  # copy2 keeps the mtime
+    assert os.stat(a / "big.bin").st_ino != os.stat(b / "big.bin").st_ino
+    with ServerProcess(a, [], logdir=tmp_path) as sa, ServerProcess(b, [], logdir=tmp_path) as sb:
+        ra, _ = exchange(sa.port, get("/big.bin", method="HEAD"), head_requests=[True])
+        rb, _ = exchange(sb.port, get("/big.bin", method="HEAD"), head_requests=[True])
+        assert ra[0].header("etag") == rb[0].header("etag")
+        assert ra[0].header("last-modified") == rb[0].header("last-modified")
+        st = os.stat(a / "big.bin")
+        assert ra[0].header("etag") == make_etag(st.st_size, st.st_mtime_ns)
+        # Half the download from replica A, the rest from B with If-Range.
+        half = BIG_SIZE // 2
+        first, _ = exchange(sa.port, get("/big.bin", extra=f"Range: bytes=0-{half - 1}\r\n"))
+        extra = f"Range: bytes={half}-\r\nIf-Range: {ra[0].header('etag')}\r\n"
+        second, _ = exchange(sb.port, get("/big.bin", extra=extra))
+        assert second[0].status == 206
+        assert bytes(first[0].body) + bytes(second[0].body) == tree.files["big.bin"]
+
+
+# --- access log file and rotation ------------------------------------------------------------
+
+
+def test_access_log_file_is_reopened_on_sighup(tree, tmp_path):
+    logfile = tmp_path / "access.log"
+    with ServerProcess(tree.root, ["--access-log-file", str(logfile)], logdir=tmp_path) as srv:
+        exchange(srv.port, get("/hello.txt?before"))
+        assert wait_for(lambda: logfile.exists() and "before" in logfile.read_text())
+        rotated = tmp_path / "access.log.1"
+        os.rename(logfile, rotated)  # what logrotate does
+        srv.proc.send_signal(signal.SIGHUP)
+        srv.wait_for_log("SIGHUP: reopening logs")
+        exchange(srv.port, get("/hello.txt?after"))
+        assert wait_for(lambda: logfile.exists() and "after" in logfile.read_text())
+    assert "after" not in rotated.read_text()
+    assert "before" not in logfile.read_text()
