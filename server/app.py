@@ -121,11 +121,14 @@ async def serve(
     loop.add_signal_handler(signal.SIGHUP, _reopen_logs, state)
     try:
         await stop.wait()
+        log.info("shutting down")
+        # The handlers stay until the end: a second SIGTERM or SIGINT (a signal sent to the
+        # whole process group reaches a worker directly and again through its supervisor)
+        # must not cut the downloads the first one lets finish.
+        await _shut_down(servers, state, config.shutdown_timeout)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-    log.info("shutting down")
-    await _shut_down(servers, state, config.shutdown_timeout)
     if state.access_log is not None:
         state.access_log.flush()
     return 0

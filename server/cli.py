@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import os
 import socket
 import ssl
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .app import serve, tls_context
 from .config import Config
@@ -63,9 +65,37 @@ def _count(text: str) -> int:
     return value
 
 
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (a container's
+    limit), so ``--workers auto`` in a 1-CPU pod on a 64-core node starts one worker."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        count = min(count, max(1, math.ceil(quota)))
+    return count
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """CPUs' worth of quota from cgroup v2 cpu.max or v1 cpu.cfs_quota_us, or None."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
 def _workers(text: str) -> int:
     if text == "auto":
-        return os.cpu_count() or 1
+        return available_cpus()
     return _count(text)
 
 

@@ -51,8 +51,11 @@ class Supervisor:
         if pid == 0:  # the worker
             code = 1
             try:
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
+                # Until the worker's loop takes SIGHUP over, a log-reopen request must not
+                # kill it (the default action for SIGHUP is to terminate).
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 for i, sockets in enumerate(self.listener_sets):
                     if i != index:
                         for sock in sockets:

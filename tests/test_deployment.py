@@ -210,8 +210,36 @@ def test_workers_share_the_port_restart_and_stop_gracefully(tree, tmp_path):
 
 
 def test_workers_auto_is_the_cpu_count(tree, tmp_path):
+    from server.cli import available_cpus
+
+    assert 1 <= available_cpus() <= (os.cpu_count() or 1)
     with ServerProcess(tree.root, ["--workers", "auto"], logdir=tmp_path) as srv:
-        assert wait_for(lambda: len(children(srv.proc.pid)) == (os.cpu_count() or 1))
+        assert wait_for(lambda: len(children(srv.proc.pid)) == available_cpus())
+
+
+def test_signal_to_the_whole_process_group_lets_downloads_finish(tree, tmp_path):
+    """systemd's default KillMode and Ctrl-C signal every process: each worker then gets
+    SIGTERM twice (directly and from the supervisor); the second must not cut downloads."""
+    srv = ServerProcess(
+        tree.root,
+        ["--workers", "2", "--access-log", "off"],
+        logdir=tmp_path,
+        prefix=["setsid"],  # its own process group, to signal it whole
+    ).start()
+    try:
+        assert wait_for(lambda: len(children(srv.proc.pid)) == 2)
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            sock.sendall(get("/sparse.bin", extra="Range: bytes=0-67108863\r\n"))
+            data = sock.recv(65536)
+            os.killpg(srv.proc.pid, signal.SIGTERM)
+            while chunk := sock.recv(1 << 20):
+                data += chunk
+        body = data.split(b"\r\n\r\n", 1)[1]
+        assert len(body) == 64 * 1024 * 1024
+        assert srv.proc.wait(15) == 0
+    finally:
+        srv.stop()
 
 
 # --- behind a proxy: forwarded fields and the root path ----------------------------------------
