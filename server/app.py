@@ -14,9 +14,10 @@ from .accesslog import AccessLog
 from .config import Config
 from .filecache import FileCache
 from .forwarded import TrustedPeers
-from .handler import Handler
-from .listen import DEFAULT_BACKLOG
+from .handler import Features, Handler
+from .listen import DEFAULT_BACKLOG, describe
 from .lookup import FileLookup
+from .metrics import parse_address, start_metrics_server
 from .protocol import HttpProtocol, Phase
 from .send import SENDERS
 from .stats import Stats
@@ -44,19 +45,32 @@ class ServerState:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
         self.config = config
         self.loop = loop
+        # Rate-limited bodies must go through a pacing sender, so not inline or cached.
+        self.inline_max = (
+            min(config.inline_max, config.limit_rate_after)
+            if config.limit_rate
+            else config.inline_max
+        )
         self.handler = Handler(
-            FileLookup(config.root, config.allow_dotfiles),
+            FileLookup(config.root, config.allow_dotfiles, config.autoindex),
             FileCache() if config.cache else None,
-            config.inline_max,
+            self.inline_max,
             config.root_path,
+            Features(
+                codings=config.precompressed,
+                attachment=config.attachment,
+                digest=config.digest,
+                autoindex=config.autoindex,
+            ),
         )
         self.trusted = TrustedPeers(config.forwarded_allow_ips)
         self.scheme = "https" if config.certfile else "http"
         self.sender_name = choose_send_path(config, loop)
         self.sender = SENDERS[self.sender_name]
-        self.inline_max = config.inline_max
         self.access_log = (
-            AccessLog(loop, path=config.access_log_file) if config.access_log else None
+            AccessLog(loop, path=config.access_log_file, fmt=config.access_log_format)
+            if config.access_log
+            else None
         )
         self.connections: set[HttpProtocol] = set()
         self.stats = Stats()
@@ -92,6 +106,7 @@ async def serve(
     config: Config,
     listeners: list[socket.socket],
     on_ready: Callable[[ServerState], None] | None = None,
+    worker: int = 0,
 ) -> int:
     """Serve on ``listeners`` until SIGINT/SIGTERM; the exit status."""
     loop = asyncio.get_running_loop()
@@ -112,6 +127,11 @@ async def serve(
         state.sender_name,
         state.inline_max,
     )
+    if config.metrics is not None:
+        host, port = parse_address(config.metrics)  # type: ignore[misc]  # checked by the CLI
+        metrics = await start_metrics_server(state, host, port + worker if port else 0, worker)
+        servers.append(metrics)
+        log.info("metrics at http://%s/metrics", describe(metrics.sockets[0])[7:].rstrip("/"))
     if on_ready is not None:
         on_ready(state)
 

@@ -17,8 +17,10 @@ from pathlib import Path
 
 from .app import serve, tls_context
 from .config import Config
+from .encodings import parse_precompressed
 from .forwarded import TrustedPeers
 from .listen import UnixSocketInUse, bind_tcp, bind_unix, describe, inherited_sockets
+from .metrics import parse_address
 from .send import DEFAULT_INLINE_MAX
 from .supervisor import Supervisor
 
@@ -91,6 +93,30 @@ def _cgroup_cpu_quota() -> float | None:
     except (OSError, ValueError):
         return None
     return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def _precompressed(text: str) -> tuple[str, ...]:
+    try:
+        return parse_precompressed(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _rate(text: str) -> int:
+    """``500k``, ``2m``, ``1048576``: bytes (binary multiples)."""
+    number, unit = text.strip().lower(), ""
+    if number and number[-1] in "kmg":
+        number, unit = number[:-1], number[-1]
+    try:
+        value = int(float(number) * _UNITS[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
 
 
 def _workers(text: str) -> int:
@@ -250,6 +276,56 @@ def build_parser() -> argparse.ArgumentParser:
         "--keyfile", metavar="PEM", help="private key for --certfile (if not in the same file)"
     )
     p.add_argument(
+        "--autoindex",
+        action="store_true",
+        help="list directories that have no index.html (HTML, or JSON with ?format=json)",
+    )
+    p.add_argument(
+        "--precompressed",
+        type=_precompressed,
+        default=(),
+        metavar="LIST",
+        help="serve file.br/.zst/.gz variants to clients that accept them: codings in "
+        "order of preference (e.g. br,zstd,gzip) or 'off' (default off)",
+    )
+    p.add_argument(
+        "--attachment",
+        action="store_true",
+        help="send every file as a download (Content-Disposition: attachment); without "
+        "it, ?download does so per request",
+    )
+    p.add_argument(
+        "--digest",
+        choices=("sha-256", "off"),
+        default="off",
+        help="send Repr-Digest (RFC 9530) with files (default off)",
+    )
+    p.add_argument(
+        "--limit-rate",
+        type=_rate,
+        default=0,
+        metavar="BYTES_PER_S",
+        help="limit each response to this many bytes per second (k/m suffixes; 0 = off)",
+    )
+    p.add_argument(
+        "--limit-rate-after",
+        type=_rate,
+        default=0,
+        metavar="BYTES",
+        help="send this much of each response at full speed first (k/m suffixes)",
+    )
+    p.add_argument(
+        "--metrics",
+        metavar="ADDR:PORT",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics (a separate listener)",
+    )
+    p.add_argument(
+        "--access-log-format",
+        choices=("combined", "json"),
+        default="combined",
+        help="access log lines: Combined Log Format or one JSON object (default combined)",
+    )
+    p.add_argument(
         "--access-log-file",
         metavar="PATH",
         help="write the access log to PATH instead of stdout (reopened on SIGHUP)",
@@ -283,6 +359,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
         certfile=args.certfile,
         keyfile=args.keyfile,
         access_log_file=args.access_log_file,
+        access_log_format=args.access_log_format,
+        autoindex=args.autoindex,
+        precompressed=args.precompressed,
+        attachment=args.attachment,
+        digest=args.digest == "sha-256",
+        limit_rate=args.limit_rate,
+        limit_rate_after=args.limit_rate_after,
+        metrics=args.metrics,
     )
 
 
@@ -319,6 +403,8 @@ def _check(config: Config) -> str | None:
         TrustedPeers(config.forwarded_allow_ips)
     except ValueError as exc:
         return f"--forwarded-allow-ips: {exc}"
+    if config.metrics is not None and parse_address(config.metrics) is None:
+        return f"--metrics: expected ADDR:PORT, got {config.metrics!r}"
     if config.keyfile and not config.certfile:
         return "--keyfile needs --certfile"
     try:
@@ -358,12 +444,12 @@ def open_listeners(config: Config) -> list[list[socket.socket]]:
     return sets
 
 
-def run_worker(config: Config, listeners: list[socket.socket]) -> int:
+def run_worker(config: Config, listeners: list[socket.socket], index: int = 0) -> int:
     """One server process: its own event loop on ``listeners``."""
     loop = _new_loop(config.loop)
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(serve(config, listeners))
+        return loop.run_until_complete(serve(config, listeners, worker=index))
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
         return 0
     finally:
@@ -400,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_worker(config, listener_sets[0])
         supervisor = Supervisor(
             listener_sets,
-            lambda listeners: run_worker(config, listeners),
+            lambda index, listeners: run_worker(config, listeners, index),
             config.shutdown_timeout,
         )
         return supervisor.run()

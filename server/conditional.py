@@ -15,12 +15,15 @@ STATUS_NOT_MODIFIED = 304
 STATUS_PRECONDITION_FAILED = 412
 
 
-def make_etag(size: int, mtime_ns: int) -> str:
-    """A strong ETag from size and mtime in nanoseconds.
+def make_etag(size: int, mtime_ns: int, variant: str = "") -> str:
+    """A strong ETag from size and mtime in nanoseconds (and the content coding).
 
     Never the inode or the host: replicas serving copies of a tree with the same mtimes
-    must agree, or a download resumed against another replica restarts from zero.
+    must agree, or a download resumed against another replica restarts from zero. A
+    precompressed variant gets a tag of its own (RFC 9110 §8.8.3.3): its bytes differ.
     """
+    if variant:
+        return f'"{size:x}-{mtime_ns:x}-{variant}"'
     return f'"{size:x}-{mtime_ns:x}"'
 
 

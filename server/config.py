@@ -32,3 +32,11 @@ class Config:
     certfile: str | None = None
     keyfile: str | None = None
     access_log_file: str | None = None
+    access_log_format: str = "combined"  # combined | json
+    autoindex: bool = False  # list directories without index.html
+    precompressed: tuple[str, ...] = ()  # content codings of .br/.zst/.gz variants, preferred first
+    attachment: bool = False  # Content-Disposition: attachment on every file
+    digest: bool = False  # Repr-Digest: sha-256 on GET/HEAD of files
+    limit_rate: int = 0  # bytes per second per response, 0 = unlimited
+    limit_rate_after: int = 0  # bytes sent at full speed before the limit applies
+    metrics: str | None = None  # ADDR:PORT of the Prometheus endpoint

@@ -8,6 +8,7 @@ going through ``safe_field_value``.
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 from .httpdate import format_http_date
 
@@ -23,6 +24,7 @@ REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    406: "Not Acceptable",
     408: "Request Timeout",
     412: "Precondition Failed",
     413: "Content Too Large",
@@ -107,3 +109,19 @@ def error_head_and_body(status: int, close: bool, extra: str = "") -> bytes:
         + "\r\n"
     )
     return (head + body).encode("latin-1")
+
+
+# RFC 8187 attr-char: what may stay unencoded in an ext-value (filename*=).
+_ATTR_CHAR_SAFE = "!#$&+-.^_`|~"
+
+
+def content_disposition(name: str) -> str:
+    """``Content-Disposition: attachment`` naming ``name`` (RFC 6266, RFC 8187).
+
+    ``filename`` carries an ASCII stand-in (anything outside printable ASCII, quotes and
+    backslashes become ``_``) for old clients; ``filename*`` the exact name, UTF-8 and
+    percent-encoded. Neither can end the field line: no request byte reaches it raw.
+    """
+    fallback = "".join(ch if 0x20 <= ord(ch) < 0x7F and ch not in '"\\' else "_" for ch in name)
+    exact = quote(name.encode("utf-8", "surrogateescape"), safe=_ATTR_CHAR_SAFE)
+    return f"Content-Disposition: attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}\r\n"

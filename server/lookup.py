@@ -52,6 +52,15 @@ class NeedsSlash:
 
 
 NEEDS_SLASH = NeedsSlash()
+
+
+@dataclass(frozen=True, slots=True)
+class Directory:
+    """A directory without index.html, to be listed (--autoindex)."""
+
+    path: str  # its real path, checked inside the root
+
+
 NOT_FOUND = Refused(404)
 FORBIDDEN = Refused(403)
 SERVER_ERROR = Refused(500)
@@ -80,10 +89,11 @@ def _status_for(exc: OSError) -> Refused:
 class FileLookup:
     """Maps request paths to open regular files under one root."""
 
-    def __init__(self, root: str, allow_dotfiles: bool = False) -> None:
+    def __init__(self, root: str, allow_dotfiles: bool = False, autoindex: bool = False):
         self.root = os.path.realpath(root)
         self._root_slash = self.root.rstrip("/") + "/"
         self.allow_dotfiles = allow_dotfiles
+        self.autoindex = autoindex
 
     def _real_path(self, fd: int, path: str) -> str:
         if _HAVE_PROC_FD:
@@ -111,7 +121,24 @@ class FileLookup:
             return NOT_FOUND
         return fd
 
-    def open(self, target: RequestPath) -> OpenFile | Refused | NeedsSlash:
+    def open_variant(self, path: str, original: os.stat_result) -> OpenFile | None:
+        """A precompressed variant (``path`` is the original's plus ``.br``/``.zst``/``.gz``):
+        opened only if it passes the same checks, is a regular file and is not older than
+        the original (a stale variant would serve yesterday's content)."""
+        fd = self._open_checked(path)
+        if isinstance(fd, Refused):
+            return None
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            return None
+        if not stat.S_ISREG(st.st_mode) or st.st_mtime_ns < original.st_mtime_ns:
+            os.close(fd)
+            return None
+        return OpenFile(fd, st, os.path.basename(path), path)
+
+    def open(self, target: RequestPath) -> OpenFile | Refused | NeedsSlash | Directory:
         """Open what ``target`` names: a regular file, or a directory's index.html."""
         if target.hidden and not self.allow_dotfiles:
             return NOT_FOUND
@@ -132,11 +159,14 @@ class FileLookup:
             if not target.trailing_slash:
                 os.close(fd)
                 return NEEDS_SLASH
+            real_dir = self._real_path(fd, path)
             os.close(fd)
             path = path.rstrip("/") + "/" + INDEX_FILE
             fd = self._open_checked(path)
             if isinstance(fd, Refused):
-                # No index.html: the directory itself is not served (listing is opt-in).
+                # No index.html: listed with --autoindex, else not served.
+                if self.autoindex and fd is NOT_FOUND:
+                    return Directory(real_dir)
                 return fd
             name = INDEX_FILE
             try:

@@ -167,3 +167,8 @@ def mount_redirect(prefix: str, target: bytes) -> str:
     if sep and query:
         location += "?" + quote_query(query)
     return location
+
+
+def wants_download(query: bytes) -> bool:
+    """Whether the query asks for an attachment: ``?download`` or ``?download=…``."""
+    return any(part.partition(b"=")[0] == b"download" for part in query.split(b"&"))

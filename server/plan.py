@@ -26,6 +26,9 @@ class FileFacts:
     size: int
     mtime_ns: int
     content_type: str
+    variant: str = ""  # the bytes' content coding ("br", "gzip", ...); "" is identity
+    extra: str = ""  # representation fields for 200/206: Content-Encoding, -Disposition, ...
+    vary: str = ""  # a Vary field line, for every response about the file (304 too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,20 @@ def plan_error(status: int, request: Request | None, close: bool, extra: str = "
     )
 
 
+def plan_body(status: int, request: Request, close: bool, fields: str, body: bytes) -> ResponsePlan:
+    """A response whose body is at hand (a directory listing): ``fields`` name its type."""
+    lines = f"{fields}Content-Length: {len(body)}\r\n"
+    with_body = request.method != "HEAD"
+    return ResponsePlan(
+        status,
+        _head(status, lines, connection_line(request, close)),
+        (body,) if with_body else (),
+        len(body) if with_body else 0,
+        close,
+        False,
+    )
+
+
 def plan_no_content(status: int, request: Request, close: bool, extra: str = "") -> ResponsePlan:
     """A response without a body and without Content-Type (204, 301, 304)."""
     lines = extra
@@ -90,21 +107,24 @@ def plan_no_content(status: int, request: Request, close: bool, extra: str = "")
 def validator_fields(facts: FileFacts) -> str:
     """``Last-Modified`` and ``ETag`` field lines for a file."""
     last_modified = facts.mtime_ns // 1_000_000_000
-    etag = make_etag(facts.size, facts.mtime_ns)
-    return f"Last-Modified: {format_http_date(last_modified)}\r\nETag: {etag}\r\n"
+    etag = make_etag(facts.size, facts.mtime_ns, facts.variant)
+    return f"Last-Modified: {format_http_date(last_modified)}\r\nETag: {etag}\r\n{facts.vary}"
 
 
 def whole_file_fields(facts: FileFacts, common: str | None = None) -> str:
     """The field lines of a 200 for a whole file, after Date and Server."""
     if common is None:
         common = f"Accept-Ranges: bytes\r\n{validator_fields(facts)}"
-    return f"Content-Type: {facts.content_type}\r\nContent-Length: {facts.size}\r\n{common}"
+    return (
+        f"Content-Type: {facts.content_type}\r\nContent-Length: {facts.size}\r\n"
+        f"{common}{facts.extra}"
+    )
 
 
 def plan_file(request: Request, facts: FileFacts, close: bool) -> ResponsePlan:
     """The response to GET or HEAD of a regular file, after preconditions and Range."""
     size = facts.size
-    etag = make_etag(size, facts.mtime_ns)
+    etag = make_etag(size, facts.mtime_ns, facts.variant)
     last_modified = facts.mtime_ns // 1_000_000_000
     validators = validator_fields(facts)
     connection = connection_line(request, close)
@@ -156,7 +176,7 @@ def plan_file(request: Request, facts: FileFacts, close: bool) -> ResponsePlan:
                 r = ranges[0]
                 lines = (
                     f"Content-Type: {facts.content_type}\r\nContent-Length: {r.length}\r\n"
-                    f"Content-Range: {r.content_range(size)}\r\n{common}"
+                    f"Content-Range: {r.content_range(size)}\r\n{common}{facts.extra}"
                 )
                 return ResponsePlan(
                     206,
@@ -170,7 +190,7 @@ def plan_file(request: Request, facts: FileFacts, close: bool) -> ResponsePlan:
             segments, length = multipart_body(ranges, size, facts.content_type, boundary)
             lines = (
                 f"Content-Type: multipart/byteranges; boundary={boundary}\r\n"
-                f"Content-Length: {length}\r\n{common}"
+                f"Content-Length: {length}\r\n{common}{facts.extra}"
             )
             return ResponsePlan(
                 206, _head(206, lines, connection), tuple(segments), length, close, True

@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING
 import httptools
 
 from .forwarded import UNIX_PEER, client_view
+from .handler import Deferred
 from .plan import ResponsePlan, plan_error
 from .request import KEPT_FIELDS, Request
-from .send import SendAborted, render_inline, send_buffered
+from .send import Pacer, SendAborted, render_inline, send_buffered
 
 if TYPE_CHECKING:
     from .app import ServerState
@@ -155,6 +156,7 @@ class HttpProtocol(asyncio.Protocol):
         self.message_begins = 0
         self.message_completes = 0
         self.response_sent = 0  # body bytes of the response in flight
+        self.pacer: Pacer | None = None  # --limit-rate for the response in flight
         self.response_path = ""
         self._task: asyncio.Task[None] | None = None
         self._task_started = False
@@ -210,6 +212,7 @@ class HttpProtocol(asyncio.Protocol):
             state.rejected_connections += 1
             return
         state.connections.add(self)
+        state.stats.connections_total += 1
         # The first request's head must arrive within --header-timeout of the connect.
         self._set_deadline(Watch.HEAD, state.config.header_timeout)
 
@@ -372,6 +375,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.phase is Phase.CLOSING or self.phase is Phase.CLOSED:
             return  # pipelined behind a response that closes the connection
         request.keep_alive = self.parser.should_keep_alive()
+        request.started = self.loop.time()
         if not request.keep_alive:
             self.no_more_requests = True
         self._enqueue(request)
@@ -410,6 +414,7 @@ class HttpProtocol(asyncio.Protocol):
         # what could not be parsed is not echoed.
         refused = self.request if self.request is not None else Request()
         refused.method = ""
+        self.state.stats.response("", status, 0.0)
         self._log_access(refused, status, plan.body_length)
         self._close_gracefully()
 
@@ -448,10 +453,44 @@ class HttpProtocol(asyncio.Protocol):
             self._finish_cached(request, body_length, close)
             return
         try:
-            plan, fd = state.handler.plan(request, close)
+            planned = state.handler.plan(request, close)
+        except Exception:
+            log.exception("failed to plan a response")
+            planned = plan_error(500, request, close=True), None
+        if isinstance(planned, Deferred):
+            # A directory scan or a digest to wait for: off the loop, in request order.
+            self._move(Phase.SENDING)
+            self._pause_reading()
+            self._set_deadline(Watch.SEND, state.config.send_timeout)
+            self._task_started = False
+            self._task = self.loop.create_task(self._plan_later(request, close, planned))
+            return
+        self._deliver(request, *planned)
+
+    async def _plan_later(self, request: Request, close: bool, deferred: Deferred) -> None:
+        self._task_started = True
+        try:
+            plan, fd = await deferred.run()
+        except asyncio.CancelledError:
+            if self._abort_after_task and self.transport is not None:
+                self.transport.abort()
+            return
         except Exception:
             log.exception("failed to plan a response")
             plan, fd = plan_error(500, request, close=True), None
+        self._task = None
+        if self.phase is not Phase.SENDING:  # lost meanwhile
+            if fd is not None:
+                os.close(fd)
+            return
+        self._move(Phase.IDLE)
+        self._deliver(request, plan, fd)
+        if self.phase is Phase.IDLE:
+            self._run_pipeline()
+
+    def _deliver(self, request: Request, plan: ResponsePlan, fd: int | None) -> None:
+        """Send a plan: in one write when its body is small (or absent), else by a task."""
+        state = self.state
         transport = self.transport
         assert transport is not None
         if fd is None:
@@ -480,6 +519,12 @@ class HttpProtocol(asyncio.Protocol):
         self._set_deadline(Watch.SEND, state.config.send_timeout)
         self.response_sent = 0
         self.response_path = path
+        config = state.config
+        self.pacer = (
+            Pacer(self.loop, config.limit_rate, config.limit_rate_after)
+            if config.limit_rate
+            else None
+        )
         self._body_fd = fd
         self._task_started = False
         self._task = self.loop.create_task(self._send_body(request, plan, fd, sender))
@@ -519,7 +564,10 @@ class HttpProtocol(asyncio.Protocol):
     def _finish_cached(self, request: Request, sent: int, close: bool) -> None:
         """_finish for a 200 answered from the file cache (no plan was made)."""
         state = self.state
-        state.stats.responses_by_path["cache"] += 1
+        stats = state.stats
+        stats.responses_by_path["cache"] += 1
+        stats.bytes_by_path["cache"] += sent
+        stats.response(request.method, 200, self.loop.time() - request.started)
         if state.debug:
             log.debug(
                 "%s %s -> 200, %d body bytes via cache",
@@ -534,9 +582,11 @@ class HttpProtocol(asyncio.Protocol):
 
     def _finish(self, request: Request, plan: ResponsePlan, sent: int, path: str) -> None:
         state = self.state
-        state.stats.responses_by_path[path] += 1
+        stats = state.stats
+        stats.responses_by_path[path] += 1
         if path == "inline":
-            state.stats.bytes_by_path[path] += sent
+            stats.bytes_by_path[path] += sent
+        stats.response(request.method, plan.status, self.loop.time() - request.started)
         if state.debug:
             log.debug(
                 "%s %s -> %d, %d body bytes via %s",

@@ -10,6 +10,8 @@ class Request:
     """
 
     __slots__ = (
+        "accept",
+        "accept_encoding",
         "body_bytes",
         "forwarded",
         "header_bytes",
@@ -24,9 +26,11 @@ class Request:
         "method",
         "range",
         "referer",
+        "started",
         "target",
         "user_agent",
         "version",
+        "want_repr_digest",
         "x_forwarded_for",
         "x_forwarded_host",
         "x_forwarded_proto",
@@ -47,12 +51,16 @@ class Request:
         self.user_agent: str | None = None
         self.referer: str | None = None
         self.forwarded: str | None = None
+        self.accept: str | None = None
+        self.accept_encoding: str | None = None
+        self.want_repr_digest: str | None = None
         self.x_forwarded_for: str | None = None
         self.x_forwarded_proto: str | None = None
         self.x_forwarded_host: str | None = None
         self.header_bytes = 0
         self.header_count = 0
         self.body_bytes = 0
+        self.started = 0.0  # loop time when the request was complete
 
 
 # Request fields kept, by lower-cased name, mapped to the Request attribute that holds them.
@@ -68,6 +76,9 @@ KEPT_FIELDS: dict[bytes, str] = {
     b"user-agent": "user_agent",
     b"referer": "referer",
     b"forwarded": "forwarded",
+    b"accept": "accept",
+    b"accept-encoding": "accept_encoding",
+    b"want-repr-digest": "want_repr_digest",
     b"x-forwarded-for": "x_forwarded_for",
     b"x-forwarded-proto": "x_forwarded_proto",
     b"x-forwarded-host": "x_forwarded_host",

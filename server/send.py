@@ -56,6 +56,44 @@ _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
 _pread_in_thread = _aio_wrap(os.pread)
 
 
+class Pacer:
+    """--limit-rate for one response: the first ``after`` bytes at full speed, then
+    ``rate`` bytes per second, sent in chunks of a tenth of a second's worth.
+
+    The senders only cap how much one call may move and sleep until the bytes sent so far
+    are due, so sendfile stays sendfile: pacing costs no copy.
+    """
+
+    __slots__ = ("after", "chunk", "loop", "rate", "sent", "started")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, rate: int, after: int) -> None:
+        self.loop = loop
+        self.rate = rate
+        self.after = after
+        self.chunk = max(rate // 10, 1024)
+        self.sent = 0
+        self.started = -1.0  # loop time when the limit began to apply
+
+    def cap(self, count: int) -> int:
+        """How much of ``count`` may go in the next call."""
+        if self.sent < self.after:
+            return min(count, self.after - self.sent)
+        return min(count, self.chunk)
+
+    async def sent_bytes(self, n: int) -> None:
+        """Account for ``n`` bytes sent; sleep until the next ones may go."""
+        self.sent += n
+        if self.sent <= self.after:
+            return
+        now = self.loop.time()
+        if self.started < 0:
+            self.started = now
+            self.sent = self.after + n  # the limit counts from here
+        due = self.started + (self.sent - self.after) / self.rate
+        if due > now:
+            await asyncio.sleep(due - now)
+
+
 class SendAborted(Exception):
     """The response cannot be completed (client gone, file shrank, read error)."""
 
@@ -229,9 +267,13 @@ async def _send_window_buffered(conn: HttpProtocol, fd: int, offset: int, length
     transport = conn.transport
     assert transport is not None
     remaining = length
+    pacer = conn.pacer
     while remaining:
+        want = min(remaining, BUFFERED_CHUNK)
+        if pacer is not None:
+            want = pacer.cap(want)
         try:
-            chunk = await _read_chunk(fd, min(remaining, BUFFERED_CHUNK), offset)
+            chunk = await _read_chunk(fd, want, offset)
         except OSError as exc:
             raise SendAborted(f"read failed: {exc.strerror}") from exc
         if not chunk:
@@ -245,6 +287,8 @@ async def _send_window_buffered(conn: HttpProtocol, fd: int, offset: int, length
         conn.count_bytes("buffered", n)
         if conn.write_paused:
             await conn.wait_writable()
+        if pacer is not None:
+            await pacer.sent_bytes(n)
     return length
 
 
@@ -361,8 +405,11 @@ async def _sendfile_window(
     remaining = length
     since_yield = 0
     checked_until = offset
+    pacer = conn.pacer
     while remaining:
         count = min(remaining, SENDFILE_MAX_CHUNK)
+        if pacer is not None:
+            count = pacer.cap(count)
         if offset >= checked_until:
             span = min(remaining, CACHE_CHECK_BYTES)
             if not window_cached(fd, offset, span):
@@ -394,6 +441,8 @@ async def _sendfile_window(
         remaining -= n
         since_yield += n
         conn.count_bytes("sendfile", n)
+        if pacer is not None:
+            await pacer.sent_bytes(n)
         if remaining and (n < count or since_yield >= YIELD_EVERY_BYTES):
             # A short write means the socket buffer is full: wait instead of asking again.
             await dup.writable()
@@ -449,11 +498,17 @@ async def send_loop_sendfile(conn: HttpProtocol, plan: ResponsePlan, fd: int | N
 async def _loop_sendfile_window(conn: HttpProtocol, file, fd: int, offset: int, length: int) -> int:
     """One window with loop.sendfile, a cached stretch at a time (see CACHE_CHECK_BYTES)."""
     sent = 0
+    pacer = conn.pacer
     while sent < length:
         span = min(length - sent, CACHE_CHECK_BYTES)
+        if pacer is not None:
+            span = pacer.cap(span)
         if not window_cached(fd, offset + sent, span):
             await prefetch(fd, offset + sent, span)
-        sent += await _loop_sendfile_span(conn, file, fd, offset + sent, span)
+        n = await _loop_sendfile_span(conn, file, fd, offset + sent, span)
+        sent += n
+        if pacer is not None:
+            await pacer.sent_bytes(n)
     return sent
 
 

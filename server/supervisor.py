@@ -34,7 +34,7 @@ class Supervisor:
     def __init__(
         self,
         listener_sets: list[list[socket.socket]],
-        run_worker: Callable[[list[socket.socket]], int],
+        run_worker: Callable[[int, list[socket.socket]], int],
         shutdown_timeout: float,
     ) -> None:
         self.listener_sets = listener_sets
@@ -60,7 +60,7 @@ class Supervisor:
                     if i != index:
                         for sock in sockets:
                             sock.close()
-                code = self.run_worker(self.listener_sets[index])
+                code = self.run_worker(index, self.listener_sets[index])
             except KeyboardInterrupt:
                 code = 0
             except BaseException:
