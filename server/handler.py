@@ -151,6 +151,11 @@ class Handler:
             location = directory_redirect(target, self.root_path)
             return plan_no_content(301, request, close, f"Location: {location}\r\n"), None
         if isinstance(found, Directory):
+            if not target.canonical:
+                # The page's links are relative to the path the client used: give it the
+                # clean one first (a "//" or an encoded "/" would misplace them).
+                location = directory_redirect(target, self.root_path)
+                return plan_no_content(301, request, close, f"Location: {location}\r\n"), None
             return Deferred(lambda: self._listing(request, close, target, found.path))
         extra = "Retry-After: 1\r\n" if found.status == 503 else ""
         return plan_error(found.status, request, close, extra), None
@@ -249,18 +254,28 @@ class Handler:
         from . import autoindex  # only servers with --autoindex load the page templates
 
         loop = asyncio.get_running_loop()
-        listing = await loop.run_in_executor(
-            None, autoindex.scan_directory, path, self.lookup.root, self.lookup.allow_dotfiles
-        )
+        try:
+            listing = await loop.run_in_executor(
+                None, autoindex.scan_directory, path, self.lookup.root, self.lookup.allow_dotfiles
+            )
+        except FileNotFoundError:
+            return plan_error(404, request, close), None  # gone, or swapped for a link out
+        except PermissionError:
+            return plan_error(403, request, close), None
         sort, order, as_json = autoindex.parse_listing_query(target.query)
         if request.accept is not None and "application/json" in request.accept.lower():
             as_json = True
         if as_json:
             body = autoindex.render_json(listing, target.segments, sort, order, self.root_path)
-            ctype = "application/json"
+            fields = f"Content-Type: {autoindex.JSON_CONTENT_TYPE}\r\n"
         else:
             body = autoindex.render_html(listing, target.segments, sort, order, self.root_path)
-            ctype = "text/html; charset=utf-8"
+            fields = (
+                f"Content-Type: {autoindex.HTML_CONTENT_TYPE}\r\n"
+                # Only the page's own (hashed) style and script may run: a missed escape
+                # could still not execute anything.
+                f"Content-Security-Policy: {autoindex.CONTENT_SECURITY_POLICY}\r\n"
+            )
         # The listing changes whenever the directory does: no validators, no caching.
-        fields = f"Content-Type: {ctype}\r\nCache-Control: no-cache\r\nVary: Accept\r\n"
+        fields += "X-Content-Type-Options: nosniff\r\nCache-Control: no-cache\r\nVary: Accept\r\n"
         return plan_body(200, request, close, fields, body), None
