@@ -12,8 +12,9 @@ import os
 import socket
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .app import serve, tls_context
 from .config import Config
@@ -27,44 +28,37 @@ from .supervisor import Supervisor
 EXIT_USAGE = 2
 
 
-def _port(text: str) -> int:
+def _parsed(text: str, convert: type, what: str, ok: Callable[[Any], bool], rule: str) -> Any:
+    """``convert(text)``, or an argparse error naming ``what`` or the ``rule`` broken."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} is outside 0-65535")
+        raise argparse.ArgumentTypeError(f"invalid {what} {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(rule)
     return value
+
+
+def _port(text: str) -> int:
+    return _parsed(text, int, "port", lambda v: 0 <= v <= 65535, f"port {text} is outside 0-65535")
 
 
 def _size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("size must be >= 0")
-    return value
+    return _parsed(text, int, "size", lambda v: v >= 0, "size must be >= 0")
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("seconds must be a positive number")
-    return value
+    return _parsed(
+        text,
+        float,
+        "number of seconds",
+        lambda v: 0 < v < float("inf"),
+        "seconds must be a positive number",
+    )
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+    return _parsed(text, int, "count", lambda v: v >= 1, "must be at least 1")
 
 
 def available_cpus() -> int:

@@ -99,13 +99,17 @@ def _listener(family: int, addr: tuple, backlog: int, reuse_port: bool = False) 
             # One socket per family, as asyncio does: the v4 socket takes IPv4.
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(addr)
-        sock.listen(backlog)
-        sock.setblocking(False)
-        sock.reserve()
+        _start_listening(sock, backlog)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _start_listening(sock: GuardedListener, backlog: int) -> None:
+    sock.listen(backlog)
+    sock.setblocking(False)
+    sock.reserve()
 
 
 def bind_tcp(
@@ -180,9 +184,7 @@ def bind_unix(path: str, mode: int = 0o660, backlog: int = DEFAULT_BACKLOG) -> s
     try:
         sock.bind(path)
         os.chmod(path, mode)
-        sock.listen(backlog)
-        sock.setblocking(False)
-        sock.reserve()
+        _start_listening(sock, backlog)
     except BaseException:
         sock.close()
         raise
