@@ -100,7 +100,7 @@ white-space:nowrap}
 th a{color:var(--fg)}
 th[aria-sort] a{color:var(--link)}
 tbody tr:hover{background:var(--hover)}
-td.n{width:100%;overflow-wrap:anywhere;word-break:break-word}
+td.n{width:100%;max-width:0;overflow-wrap:anywhere;word-break:break-word}
 .i{display:inline-block;width:1.6em;text-align:center;margin-right:.3rem;
 text-decoration:none}
 .nm{unicode-bidi:isolate}
