@@ -74,6 +74,8 @@ class ServerState:
         )
         self.connections: set[HttpProtocol] = set()
         self.stats = Stats()
+        # Per-request timing and status counts cost ~1 µs: only when someone reads them.
+        self.timed = config.metrics is not None
         self.shutting_down = False
         self.rejected_connections = 0  # turned away at --max-connections
         self.debug = logging.getLogger("zerocopy.protocol").isEnabledFor(logging.DEBUG)

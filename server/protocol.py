@@ -375,7 +375,8 @@ class HttpProtocol(asyncio.Protocol):
         if self.phase is Phase.CLOSING or self.phase is Phase.CLOSED:
             return  # pipelined behind a response that closes the connection
         request.keep_alive = self.parser.should_keep_alive()
-        request.started = self.loop.time()
+        if self.state.timed:
+            request.started = self.loop.time()
         if not request.keep_alive:
             self.no_more_requests = True
         self._enqueue(request)
@@ -414,7 +415,8 @@ class HttpProtocol(asyncio.Protocol):
         # what could not be parsed is not echoed.
         refused = self.request if self.request is not None else Request()
         refused.method = ""
-        self.state.stats.response("", status, 0.0)
+        if self.state.timed:
+            self.state.stats.response("", status, 0.0)
         self._log_access(refused, status, plan.body_length)
         self._close_gracefully()
 
@@ -567,7 +569,8 @@ class HttpProtocol(asyncio.Protocol):
         stats = state.stats
         stats.responses_by_path["cache"] += 1
         stats.bytes_by_path["cache"] += sent
-        stats.response(request.method, 200, self.loop.time() - request.started)
+        if state.timed:
+            stats.response(request.method, 200, self.loop.time() - request.started)
         if state.debug:
             log.debug(
                 "%s %s -> 200, %d body bytes via cache",
@@ -586,7 +589,8 @@ class HttpProtocol(asyncio.Protocol):
         stats.responses_by_path[path] += 1
         if path == "inline":
             stats.bytes_by_path[path] += sent
-        stats.response(request.method, plan.status, self.loop.time() - request.started)
+        if state.timed:
+            stats.response(request.method, plan.status, self.loop.time() - request.started)
         if state.debug:
             log.debug(
                 "%s %s -> %d, %d body bytes via %s",
