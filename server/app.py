@@ -60,7 +60,6 @@ class ServerState:
                 codings=config.precompressed,
                 attachment=config.attachment,
                 digest=config.digest,
-                autoindex=config.autoindex,
             ),
         )
         self.trusted = TrustedPeers(config.forwarded_allow_ips)

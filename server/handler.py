@@ -62,7 +62,6 @@ class Features:
     codings: tuple[str, ...] = ()  # precompressed variants, in order of preference
     attachment: bool = False  # Content-Disposition: attachment on every file
     digest: bool = False  # Repr-Digest: sha-256
-    autoindex: bool = False  # list directories without index.html
 
 
 class Handler:

@@ -79,6 +79,10 @@ def render(state: ServerState, worker: int) -> str:
         "# HELP zerocopy_connections_total Client connections accepted.",
         "# TYPE zerocopy_connections_total counter",
         f"zerocopy_connections_total{_labels(**w)} {stats.connections_total}",
+        "# HELP zerocopy_connections_rejected_total Connections turned away (503) at "
+        "--max-connections.",
+        "# TYPE zerocopy_connections_rejected_total counter",
+        f"zerocopy_connections_rejected_total{_labels(**w)} {state.rejected_connections}",
         "# HELP zerocopy_response_seconds Time from a complete request to its last byte "
         "handed to the kernel.",
         "# TYPE zerocopy_response_seconds histogram",
