@@ -16,6 +16,7 @@ The parent never runs an event loop: forking from inside one is unsafe on both l
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -28,6 +29,21 @@ log = logging.getLogger("zerocopy.supervisor")
 # A worker dying this soon after its start counts as a crash loop: wait before the next.
 CRASH_WINDOW = 1.0
 MAX_BACKOFF = 10.0
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Have the kernel send SIGTERM (a graceful stop) if the supervisor dies, even by
+    SIGKILL: orphaned workers would otherwise keep the port and serve unsupervised."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # not Linux: a dead supervisor leaves its workers running
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class Supervisor:
@@ -47,12 +63,14 @@ class Supervisor:
         self.restarts = 0
 
     def _spawn(self, index: int) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
+                _exit_with_parent(parent)
                 # Until the worker's loop takes SIGHUP over, a log-reopen request must not
                 # kill it (the default action for SIGHUP is to terminate).
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -209,6 +209,19 @@ def test_workers_share_the_port_restart_and_stop_gracefully(tree, tmp_path):
     assert "Traceback" not in srv.stderr()
 
 
+def test_workers_stop_when_the_supervisor_is_killed(tree, tmp_path):
+    srv = ServerProcess(tree.root, ["--workers", "2"], logdir=tmp_path).start()
+    try:
+        assert wait_for(lambda: len(children(srv.proc.pid)) == 2)
+        workers = children(srv.proc.pid)
+        srv.proc.kill()  # SIGKILL: the supervisor cannot forward anything
+        srv.proc.wait(5)
+        assert wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in workers), 15)
+    finally:
+        for pid in children(srv.proc.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_workers_auto_is_the_cpu_count(tree, tmp_path):
     from server.cli import available_cpus
 
