@@ -1,8 +1,9 @@
 """Response head formatting: status lines, field lines, the Date clock.
 
 Everything that does not change per request is bytes computed once; the per-request part
-is a join of a few short strings. Nothing from the request reaches a field value without
-going through ``safe_field_value``.
+is a join of a few short strings. Nothing from the request reaches a field value raw: the
+only request-derived values are Location (``paths.directory_redirect``, percent-encoded)
+and Content-Disposition (``content_disposition`` below).
 """
 
 from __future__ import annotations
@@ -72,43 +73,6 @@ class DateClock:
 
 
 DATE_CLOCK = DateClock()
-
-
-def safe_field_value(value: str) -> str:
-    """A field value with every control character and non-ASCII byte percent-encoded.
-
-    Whatever the request carried, the result cannot end a field line or start a new one
-    (no response splitting, RFC 9110 §5.5).
-    """
-    if value.isascii() and value.isprintable():
-        return value
-    out = []
-    for ch in value:
-        code = ord(ch)
-        if 0x20 <= code < 0x7F:
-            out.append(ch)
-        else:
-            out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
-    return "".join(out)
-
-
-def error_head_and_body(status: int, close: bool, extra: str = "") -> bytes:
-    """A complete short plain-text error response (head and body).
-
-    The body is the reason phrase only: it never echoes request bytes or OS errors.
-    """
-    body = f"{status} {REASONS[status]}\n"
-    head = (
-        STATUS_LINES[status]
-        + DATE_CLOCK.line()
-        + SERVER_LINE
-        + "Content-Type: text/plain; charset=utf-8\r\n"
-        + f"Content-Length: {len(body)}\r\n"
-        + extra
-        + ("Connection: close\r\n" if close else "")
-        + "\r\n"
-    )
-    return (head + body).encode("latin-1")
 
 
 # RFC 8187 attr-char: what may stay unencoded in an ext-value (filename*=).

@@ -111,22 +111,31 @@ class _NoWait:
     enabled = _RWF_NOWAIT is not None
 
 
+def _preadv_cached(fd: int, buf: bytearray | memoryview, offset: int) -> int | None:
+    """``preadv`` with RWF_NOWAIT: the bytes read from the page cache, or None when the
+    data is not cached or this kernel/file system cannot say (RWF_NOWAIT is then turned
+    off for good, and ``_NoWait.enabled`` tells the two cases apart)."""
+    if not _NoWait.enabled:
+        return None
+    try:
+        return os.preadv(fd, [buf], offset, _RWF_NOWAIT)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        if exc.errno not in _SENDFILE_UNSUPPORTED:
+            raise
+        _NoWait.enabled = False  # kernel or file system without RWF_NOWAIT
+        return None
+
+
 def _read_cached_into(fd: int, view: memoryview, offset: int) -> bool:
     """Fill ``view`` from the page cache. False when that would need the disk (or EOF)."""
-    length = len(view)
-    if _NoWait.enabled:
-        try:
-            n = os.preadv(fd, [view], offset, _RWF_NOWAIT)
-        except BlockingIOError:
-            return False
-        except OSError as exc:
-            if exc.errno not in _SENDFILE_UNSUPPORTED:
-                raise
-            _NoWait.enabled = False  # kernel or file system without RWF_NOWAIT
-            n = os.preadv(fd, [view], offset)
-    else:
-        n = os.preadv(fd, [view], offset)
-    return n == length
+    n = _preadv_cached(fd, view, offset)
+    if n is None:
+        if _NoWait.enabled:
+            return False  # not cached
+        n = os.preadv(fd, [view], offset)  # cannot tell: read as before
+    return n == len(view)
 
 
 _probe = bytearray(1)
@@ -225,21 +234,12 @@ def render_inline(plan: ResponsePlan, fd: int | None) -> bytearray | None:
 
 async def _read_chunk(fd: int, length: int, offset: int) -> bytes:
     """``length`` bytes at ``offset``: on the loop thread when cached, else in a thread."""
-    if _NoWait.enabled:
-        buf = bytearray(length)
-        try:
-            n = os.preadv(fd, [buf], offset, _RWF_NOWAIT)
-        except BlockingIOError:
-            n = 0
-        except OSError as exc:
-            if exc.errno not in _SENDFILE_UNSUPPORTED:
-                raise
-            _NoWait.enabled = False
-            n = 0
-        if n == length:
-            return buf  # a fresh buffer each time: safe to leave queued in the transport
-        if n:
-            return buf[:n]
+    buf = bytearray(length)  # a fresh buffer each time: safe to leave queued in the transport
+    n = _preadv_cached(fd, buf, offset)
+    if n == length:
+        return buf
+    if n:
+        return buf[:n]
     return await _pread_in_thread(fd, length, offset)
 
 

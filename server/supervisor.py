@@ -60,7 +60,6 @@ class Supervisor:
         self.started: dict[int, float] = {}  # worker index -> start time
         self.backoff: dict[int, float] = {}
         self.stopping = False
-        self.restarts = 0
 
     def _spawn(self, index: int) -> None:
         parent = os.getpid()
@@ -142,5 +141,4 @@ class Supervisor:
                 return
         else:
             self.backoff[index] = 0.0
-        self.restarts += 1
         self._spawn(index)
