@@ -79,6 +79,18 @@ def render(state: ServerState, worker: int) -> str:
         "# HELP zerocopy_connections_total Client connections accepted.",
         "# TYPE zerocopy_connections_total counter",
         f"zerocopy_connections_total{_labels(**w)} {stats.connections_total}",
+    ]
+    cache = state.handler.cache
+    if cache is not None:
+        out += [
+            "# HELP zerocopy_file_cache_hits_total Small-file responses served from the cache.",
+            "# TYPE zerocopy_file_cache_hits_total counter",
+            f"zerocopy_file_cache_hits_total{_labels(**w)} {cache.hits}",
+            "# HELP zerocopy_file_cache_misses_total Cache lookups that found no entry.",
+            "# TYPE zerocopy_file_cache_misses_total counter",
+            f"zerocopy_file_cache_misses_total{_labels(**w)} {cache.misses}",
+        ]
+    out += [
         "# HELP zerocopy_connections_rejected_total Connections turned away (503) at "
         "--max-connections.",
         "# TYPE zerocopy_connections_rejected_total counter",

@@ -278,6 +278,7 @@ def test_metrics_endpoint(ftree, tmp_path, path_name):
     assert zero == (3 * 1024 * 1024 if send_path == "sendfile" else 0)
     assert metric(after, "zerocopy_connections_active") >= 1
     assert metric(after, "zerocopy_connections_rejected_total") == 0
+    assert metric(after, "zerocopy_file_cache_misses_total") >= 1  # small.css, first time
     assert metric(after, "zerocopy_response_seconds_count") >= 3
     assert metric(after, "zerocopy_response_seconds_bucket", le="+Inf") >= 3
 
