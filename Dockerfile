@@ -10,8 +10,14 @@
 # with -p HOST:8000 instead. tests/test_deploy_files.py parses this file and runs its
 # install and start commands outside Docker: keep RUN steps to plain pip commands.
 
+# The base of both stages: the official slim image by default. Any image with Python 3.10+
+# and pip on PATH (as python and pip) and useradd will do, e.g. a mirror of the official
+# image, or the Debian-built stand-in the test suite makes where Docker Hub is out of reach:
+#   buildah bud --build-arg BASE=localhost/my-python:3.11 -t zerocopy-server .
+ARG BASE=python:3.11-slim
+
 # --- builder: turn the source tree, and the dependencies, into wheels -------------------
-FROM python:3.11-slim AS builder
+FROM ${BASE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # Only what the wheel is built from (.dockerignore keeps caches out of server/).
@@ -22,7 +28,7 @@ COPY server ./server
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # --- final: the wheels installed into a clean slim image, no source, no build tools ------
-FROM python:3.11-slim
+FROM ${BASE}
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import importlib.metadata
 import json
 import os
 import re
@@ -29,6 +30,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,14 +132,20 @@ def parse_dockerfile(text: str) -> list[Instruction]:
 
 
 def dockerfile_stages(text: str) -> list[Stage]:
+    """Stages, with FROM's ``${ARG}`` references resolved to the defaults of the ARGs declared
+    before the first FROM (what a build without --build-arg uses)."""
     stages: list[Stage] = []
+    args: dict[str, str] = {}
     for ins in parse_dockerfile(text):
         if ins.keyword == "FROM":
-            words = ins.rest.split()
+            words = re.sub(
+                r"\$\{(\w+)\}|\$(\w+)", lambda m: args[m.group(1) or m.group(2)], ins.rest
+            ).split()
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
             stages.append(Stage(words[0], name))
         elif ins.keyword == "ARG" and not stages:
-            continue  # ARGs before the first FROM
+            key, _, default = ins.rest.partition("=")
+            args[key.strip()] = default.strip()
         else:
             assert stages, f"line {ins.line}: {ins.keyword} before FROM"
             stages[-1].instructions.append(ins)
@@ -195,6 +203,11 @@ def test_parser_handles_continuations_comments_and_exec_form() -> None:
     )
     (stage,) = dockerfile_stages(text)
     assert (stage.base, stage.name) == ("python:3.11-slim", "b")
+    two = dockerfile_stages("ARG BASE=python:3.12-slim\nFROM ${BASE} AS b\nFROM $BASE\n")
+    assert [(s.base, s.name) for s in two] == [
+        ("python:3.12-slim", "b"),
+        ("python:3.12-slim", None),
+    ]
     run = stage.all("RUN")[0]
     assert run.flags == ["--mount=type=cache,target=/c"]
     assert run.rest == "pip install x"
@@ -209,6 +222,14 @@ def test_parser_handles_continuations_comments_and_exec_form() -> None:
 
 def test_dockerfile_is_a_small_multi_stage_build(stages: list[Stage]) -> None:
     assert len(stages) >= 2, "expected a builder stage and a final stage"
+    # The base is selectable (tests/test_image.py builds on a stand-in), one ARG for both
+    # stages, and users get the official slim image by default.
+    assert re.search(r"^ARG BASE=python:3\.\d+-slim$", DOCKERFILE.read_text(), re.M)
+    assert all(
+        re.match(r"FROM \$\{BASE\}", line)
+        for line in DOCKERFILE.read_text().splitlines()
+        if line.startswith("FROM")
+    )
     for stage in stages:
         assert re.fullmatch(r"python:3\.\d+-slim(@sha256:[0-9a-f]{64})?", stage.base), stage.base
     builder, final = stages[0], stages[-1]
@@ -433,6 +454,59 @@ def _copy_from_context(ins: Instruction, workdir: Path, rules: list) -> None:
             shutil.copy2(source, out)
 
 
+def venv_site(venv: Path) -> Path:
+    """The site-packages directory of a venv made by this interpreter."""
+    ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = venv / "lib" / ver / "site-packages"
+    assert site.is_dir(), site
+    return site
+
+
+def wheel_requirements(wheel: Path) -> list[tuple[str, str]]:
+    """(name, environment marker) of each unconditional Requires-Dist of a wheel."""
+    with zipfile.ZipFile(wheel) as zf:
+        (meta,) = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
+        text = zf.read(meta).decode()
+    out = []
+    for line in text.splitlines():
+        if not line.startswith("Requires-Dist:"):
+            continue
+        spec, _, marker = line.split(":", 1)[1].partition(";")
+        if "extra ==" in marker:
+            continue  # optional extras ([test], [loadtest]) are not installed in the image
+        name = re.match(r"\s*([A-Za-z0-9._-]+)", spec)
+        assert name, line
+        out.append((name.group(1), marker.strip()))
+    return out
+
+
+def dependency_dirs(wheel: Path) -> list[str]:
+    """The site-packages directories of the running environment that hold the wheel's
+    runtime requirements."""
+    dirs: list[str] = []
+    for name, marker in wheel_requirements(wheel):
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            # Only a requirement whose marker excludes this platform may be missing.
+            assert marker, f"{name} is required by the wheel but not installed here"
+            continue
+        where = str(Path(str(dist.locate_file(""))).resolve())
+        if where not in dirs:
+            dirs.append(where)
+    assert dirs, "the wheel declares no runtime requirements"
+    return dirs
+
+
+# Run inside the stand-in venv: the runtime dependencies import, and the package is the
+# wheel's copy in the venv, not the source tree or an editable install.
+DEPS_IMPORT_CHECK = """
+import sys
+import aiofiles, httptools, server, uvloop
+assert server.__file__.startswith(sys.prefix), server.__file__
+"""
+
+
 @dataclass
 class Installed:
     venv: Path
@@ -478,13 +552,19 @@ def installed(tmp_path_factory: pytest.TempPathFactory, stages: list[Stage]) -> 
     assert ran_pip, "the builder stage ran no pip command"
     assert list(root.rglob("zerocopy_server-*.whl")), "the builder made no wheel"
 
-    # Final stage. --system-site-packages: uvloop, httptools and aiofiles come from the
-    # host instead of the network, hence --no-deps for our wheel (the Dockerfile installs
-    # the dependencies normally, from the builder's wheels); --ignore-installed because the
-    # host may have this project installed too (pip install -e .), and the test must run
-    # the wheel's copy, not that one.
+    # Final stage: a fresh venv stands in for /usr/local. The Dockerfile installs the
+    # dependencies from the builder's wheels; here they come from the environment running
+    # this test, whatever it is (a venv or the global interpreter), through a .pth file
+    # naming the site-packages directories where the wheel's requirements are installed.
+    # A .pth line only extends sys.path (the .pth files in those directories, such as an
+    # editable install's finder, are not run), and the venv's own site-packages comes
+    # first, so the wheel's copy of the package is what runs.
+    wheel = next(root.rglob("zerocopy_server-*.whl"))
     venv = base / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], base, _clean_env())
+    _run([sys.executable, "-m", "venv", str(venv)], base, _clean_env())
+    (venv_site(venv) / "_zerocopy_test_deps.pth").write_text(
+        "".join(f"{d}\n" for d in dependency_dirs(wheel))
+    )
     final_env = {**_clean_env(), **env_of(final)}
     final_env["PATH"] = f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
     installs = 0
@@ -500,10 +580,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory, stages: list[Stage]) -> 
             mapping[opts["target"]] = root / opts["source"].lstrip("/")
         pip = _map_abs(_pip_argv(words), mapping)
         assert pip[0] == "install"
+        # --ignore-installed: the dependency directories may hold this project too (pip
+        # install -e .), and the test must run the wheel's copy, not that one.
         argv = [str(venv / "bin" / "python"), "-m", "pip", *pip, "--no-deps", "--ignore-installed"]
         _run(argv, base, final_env)
         installs += 1
     assert installs == 1
+    # The dependencies resolve from the venv, and nothing else of the host's leaks in.
+    _run([str(venv / "bin" / "python"), "-c", DEPS_IMPORT_CHECK], base, final_env)
 
     entry, cmd = final.last("ENTRYPOINT"), final.last("CMD")
     health = final.last("HEALTHCHECK")
