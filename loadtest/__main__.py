@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
     p.add_argument("--large-mib", type=int, help="large file size in MiB (1024; quick: 256)")
     p.add_argument("--list", action="store_true", help="list servers and scenarios, and exit")
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run each chosen zerocopy server as it was at git revision REV, right "
+        "before the current one (before/after in one run)",
+    )
     return p
 
 
@@ -217,6 +223,14 @@ def main(argv: list[str] | None = None) -> int:
 
     progress = Progress()
     run_dir = Path(tempfile.mkdtemp(prefix="zc-loadtest-"))
+    if args.baseline:
+        try:
+            short = servers.export_revision(args.baseline, run_dir / "baseline")
+        except ValueError as e:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        chosen_servers = servers.with_baseline(chosen_servers, short, run_dir / "baseline")
     data = DataSet((args.data or run_dir / "data").resolve(), large_mib * MIB)
     meta: dict[str, Any] = {
         "machine": asdict(Machine.current()),

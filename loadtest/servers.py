@@ -102,6 +102,7 @@ class Server:
     small_files: bool = True  # takes part in the wrk small-file scenarios
     ranges: bool = True  # takes part in the ranges scenario
     prints_port: bool = True  # started with port 0, prints "Serving ... at http://H:PORT/"
+    cwd: Path = REPO  # where the command runs (python -m server imports from here first)
 
     def missing(self) -> str | None:
         """Why this server cannot run here (None when it can)."""
@@ -123,7 +124,9 @@ class Server:
         out = run_dir / f"{self.id}.out"
         cmd = [*taskset(cpu), *self.command(root, port, run_dir)]
         with open(out, "wb") as fo, open(log, "wb") as fe:
-            proc = subprocess.Popen(cmd, cwd=REPO, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                cmd, cwd=self.cwd, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL
+            )
         running = Running(self, proc, port, log, cmd)
         try:
             deadline = time.monotonic() + timeout
@@ -151,8 +154,13 @@ class Server:
 
 
 class ZeroCopy(Server):
-    def __init__(self, id: str, name: str, args: list[str]) -> None:
-        self.id, self.name, self.args = id, name, args
+    def __init__(self, id: str, name: str, args: list[str], cwd: Path = REPO) -> None:
+        self.id, self.name, self.args, self.cwd = id, name, args, cwd
+
+    def at(self, rev: str, source: Path) -> ZeroCopy:
+        """The same server run from another revision's ``server/`` package, exported to
+        ``source`` (``python -m`` puts the working directory first on sys.path)."""
+        return ZeroCopy(f"{self.id}@{rev}", f"{self.name} @ {rev}", self.args, source)
 
     def missing(self) -> str | None:
         if "uvloop" in self.args and importlib.util.find_spec("uvloop") is None:
@@ -299,6 +307,41 @@ EXTRA_SERVERS: list[Server] = [
 
 def by_id() -> dict[str, Server]:
     return {s.id: s for s in SERVERS + EXTRA_SERVERS}
+
+
+def export_revision(rev: str, dest: Path) -> str:
+    """``server/`` as it is at git revision ``rev``, extracted under ``dest``; the short
+    commit id. Raises ValueError when git cannot resolve or export it."""
+    try:
+        short = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", f"{rev}^{{commit}}"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "--format=tar", short, "server"],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ValueError(f"cannot export revision {rev!r}: {exc}") from None
+    return short
+
+
+def with_baseline(chosen: list[Server], rev: str, source: Path) -> list[Server]:
+    """Each zerocopy server preceded by its twin from ``rev``: before and after, measured
+    in one run, back to back (the machines drift by ±20 % between runs)."""
+    out: list[Server] = []
+    for server in chosen:
+        if isinstance(server, ZeroCopy):
+            out.append(server.at(rev, source))
+        out.append(server)
+    return out
 
 
 def select(spec: str | None) -> list[Server]:
