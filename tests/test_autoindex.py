@@ -16,8 +16,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from server import autoindex
-from server.autoindex import (
+from server.files import root as files_root
+from server.files import scan
+from server.files.root import Root
+from server.http.listing import (
     CONTENT_SECURITY_POLICY,
     MAX_ENTRIES,
     SORT_KEYS,
@@ -28,9 +30,16 @@ from server.autoindex import (
     parse_listing_query,
     render_html,
     render_json,
-    scan_directory,
     sort_entries,
 )
+
+
+def scan_directory(
+    path: str, root: str, allow_dotfiles: bool, max_entries: int = MAX_ENTRIES
+) -> Listing:
+    """The scan under a root with the dotfile rule given (the lookup's ``Root``)."""
+    return scan.scan_directory(path, Root(root, allow_dotfiles), max_entries)
+
 
 T0 = 1_795_608_000.0  # 2026-11-25T12:00:00Z
 
@@ -593,7 +602,7 @@ def test_scan_with_dotfiles_allowed(tree):
 def test_scan_without_o_path_resolves_symlinks_the_same(tree, monkeypatch):
     root, _ = tree
     with_o_path = [scan_directory(str(root), str(root), allow) for allow in (False, True)]
-    monkeypatch.setattr(autoindex, "_O_PATH", 0)
+    monkeypatch.setattr(files_root, "_O_PATH", 0)
     assert [scan_directory(str(root), str(root), allow) for allow in (False, True)] == with_o_path
 
 

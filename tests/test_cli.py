@@ -135,7 +135,7 @@ def test_loop_choice_is_reported(tree, loop):
 
 
 def test_every_option_parses_into_the_config():
-    from server.cli import build_parser, config_from_args
+    from server.process.cli import build_parser, config_from_args
 
     args = build_parser().parse_args(
         [

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from server.conditional import (
+from server.http.conditional import (
     evaluate_preconditions,
     if_match_passes,
     if_none_match_matches,
     if_range_allows_range,
     make_etag,
 )
-from server.httpdate import format_http_date
+from server.http.httpdate import format_http_date
 
 ETAG = make_etag(1234, 784111777_000000000)
 OTHER = make_etag(1234, 784111778_000000000)

@@ -38,7 +38,7 @@ from typing import Any
 
 import pytest
 
-from server.cli import build_parser
+from server.process.cli import build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"

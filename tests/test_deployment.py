@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from server.conditional import make_etag
+from server.http.conditional import make_etag
 
 from .conftest import BIG_SIZE
 from .rawhttp import RawResponse, exchange, get, read_responses
@@ -223,7 +223,7 @@ def test_workers_stop_when_the_supervisor_is_killed(tree, tmp_path):
 
 
 def test_workers_auto_is_the_cpu_count(tree, tmp_path):
-    from server.cli import available_cpus
+    from server.process.cli import available_cpus
 
     assert 1 <= available_cpus() <= (os.cpu_count() or 1)
     with ServerProcess(tree.root, ["--workers", "auto"], logdir=tmp_path) as srv:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.encodings import negotiate, parse_precompressed
+from server.http.encodings import negotiate, parse_precompressed
 
 ALL = ("br", "zstd", "gzip")
 

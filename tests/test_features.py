@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from server.conditional import make_etag
+from server.http.conditional import make_etag
 
 from .rawhttp import connect, exchange, get, read_responses
 from .serverproc import SEND_PATHS, ServerProcess

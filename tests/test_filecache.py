@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from server.filecache import CachedFile, FileCache
-from server.plan import FileFacts
+from server.files.filecache import CachedFile, FileCache
+from server.http.head import serialize
+from server.http.plan import FileFacts, whole_file_fields
 
 from .rawhttp import exchange, get
 from .serverproc import ServerProcess
@@ -16,7 +17,8 @@ from .serverproc import ServerProcess
 
 def entry_for(path: str, body: bytes) -> CachedFile:
     st = os.stat(path)
-    return CachedFile(path, st, FileFacts(st.st_size, st.st_mtime_ns, "text/plain"), body)
+    head = serialize(200, whole_file_fields(FileFacts(st.st_size, st.st_mtime_ns, "text/plain")))
+    return CachedFile(path, st, head, body)
 
 
 def test_hit_needs_the_same_file_unchanged(tmp_path):

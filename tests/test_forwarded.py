@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.forwarded import TrustedPeers, client_view
+from server.http.forwarded import TrustedPeers, client_address
 
 LOCAL = TrustedPeers("127.0.0.1")
 
@@ -154,9 +154,16 @@ LOCAL = TrustedPeers("127.0.0.1")
         ),
     ],
 )
-def test_client_view(peer, trusted, fields, address, scheme, host):
-    view = client_view(peer, trusted, "http", **fields)
-    assert (view.address, view.scheme, view.host) == (address, scheme, host)
+def test_client_address(peer, trusted, fields, address, scheme, host):
+    # scheme and host: what proxies say of them is not used (the address is what is logged).
+    del scheme, host
+    got = client_address(
+        peer,
+        trusted,
+        forwarded=fields.get("forwarded"),
+        x_forwarded_for=fields.get("x_forwarded_for"),
+    )
+    assert got == address
 
 
 def test_malformed_allow_list_is_an_error():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from server.conditional import make_etag
+from server.http.conditional import make_etag
 
 from . import fuzzcorpus
 from .conftest import DataTree

@@ -9,8 +9,8 @@ import re
 import aiohttp
 import pytest
 
-from server.conditional import make_etag
-from server.httpdate import format_http_date
+from server.http.conditional import make_etag
+from server.http.httpdate import format_http_date
 
 from .conftest import BIG_SIZE, SPARSE_MARK, SPARSE_MARK_OFFSET, SPARSE_SIZE, DataTree
 

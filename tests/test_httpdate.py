@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.httpdate import format_http_date, parse_http_date
+from server.http.httpdate import format_http_date, parse_http_date
 
 # Sun, 06 Nov 1994 08:49:37 GMT, the RFC's own example.
 RFC_EXAMPLE = 784111777

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.mediatypes import DEFAULT_TYPE, content_type
+from server.http.mediatypes import DEFAULT_TYPE, content_type
 
 
 @pytest.mark.parametrize(

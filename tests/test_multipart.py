@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from server.multipart import FileWindow, multipart_body, new_boundary
-from server.ranges import ByteRange
+from server.http.multipart import FileWindow, multipart_body, new_boundary
+from server.http.ranges import ByteRange
 
 BOUNDARY = "0123456789abcdef0123456789abcdef"
 GiB = 1024**3

@@ -6,7 +6,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 
-from server.paths import (
+from server.http.paths import (
     STATUS_BAD_REQUEST,
     RequestPath,
     TargetError,

@@ -8,8 +8,8 @@ import os.path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.paths import TargetError, parse_target
-from server.ranges import MAX_RANGES, RangeKind, decide_ranges, parse_byte_ranges
+from server.http.paths import TargetError, parse_target
+from server.http.ranges import MAX_RANGES, RangeKind, decide_ranges, parse_byte_ranges
 
 # No example database: the run leaves nothing behind in the checkout.
 SETTINGS = settings(max_examples=500, deadline=None, database=None)

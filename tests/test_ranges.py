@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.ranges import (
+from server.http.ranges import (
     MAX_RANGES,
     ByteRange,
     RangeKind,

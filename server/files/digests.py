@@ -9,10 +9,12 @@ only requests that want this file's digest wait for it (once).
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import os
 from collections import OrderedDict
+
+from ..http.reprdigest import field_value
+from .version import FileVersion, file_version
 
 # The hashing thread reads this much per call into one buffer. Large reads matter: the
 # thread takes the GIL back between calls, and each time it may hold up the event loop's
@@ -20,37 +22,6 @@ from collections import OrderedDict
 # a 1 GiB file was hashed.
 _READ = 16 * 1024 * 1024
 MAX_ENTRIES = 100_000
-
-Key = tuple[int, int, int, int, int]
-
-
-def digest_key(st: os.stat_result) -> Key:
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
-def field_value(digest: bytes) -> str:
-    """``sha-256=:BASE64:`` (RFC 9530 §2, a Structured Field dictionary member)."""
-    return f"sha-256=:{base64.b64encode(digest).decode('ascii')}:"
-
-
-def wants_sha256(want_repr_digest: str | None) -> bool:
-    """Whether to send sha-256, honouring ``Want-Repr-Digest`` (RFC 9530 §4).
-
-    Absent: yes (we were configured to). Present: only if it gives sha-256 a non-zero
-    weight; a malformed header is ignored (as if absent).
-    """
-    if want_repr_digest is None:
-        return True
-    weights: dict[str, int] = {}
-    for member in want_repr_digest.split(","):
-        name, eq, value = member.strip().partition("=")
-        if not eq:
-            return True  # not a dictionary of integers: malformed, ignore the header
-        value = value.strip()
-        if not value.isascii() or not value.isdigit() or int(value) > 10:
-            return True
-        weights[name.strip().lower()] = int(value)
-    return weights.get("sha-256", 0) > 0
 
 
 def _hash_fd(fd: int, size: int) -> bytes:
@@ -77,21 +48,21 @@ class DigestCache:
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.max_entries = max_entries
-        self._done: OrderedDict[Key, str] = OrderedDict()
-        self._running: dict[Key, asyncio.Future[bytes]] = {}
+        self._done: OrderedDict[FileVersion, str] = OrderedDict()
+        self._running: dict[FileVersion, asyncio.Future[bytes]] = {}
 
     def get(self, st: os.stat_result) -> str | None:
-        return self._done.get(digest_key(st))
+        return self._done.get(file_version(st))
 
     def put_bytes(self, st: os.stat_result, body: bytes) -> str:
         """Record the digest of content already in memory (small files)."""
         value = field_value(hashlib.sha256(body).digest())
-        self._store(digest_key(st), value)
+        self._store(file_version(st), value)
         return value
 
     async def compute(self, fd: int, st: os.stat_result) -> str:
         """The digest of the open file ``fd`` (not consumed), from a worker thread."""
-        key = digest_key(st)
+        key = file_version(st)
         done = self._done.get(key)
         if done is not None:
             return done
@@ -112,7 +83,7 @@ class DigestCache:
             running.add_done_callback(_finished)
         return field_value(await asyncio.shield(running))
 
-    def _store(self, key: Key, value: str) -> None:
+    def _store(self, key: FileVersion, value: str) -> None:
         self._done[key] = value
         while len(self._done) > self.max_entries:
             self._done.popitem(last=False)

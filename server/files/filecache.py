@@ -17,28 +17,24 @@ from __future__ import annotations
 import os
 import stat
 
-from .headers import SERVER_LINE, STATUS_LINES
-from .plan import FileFacts, whole_file_fields
+from .version import file_version
 
 # Bounds: entries, and bytes of cached bodies (only bodies up to the inline limit).
 MAX_ENTRIES = 4096
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
-def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
 class CachedFile:
-    __slots__ = ("body", "facts", "head", "identity", "path")
+    """A 200 for a whole small file: its head as ``head.serialize`` made it (without the
+    connection tail), and the body."""
 
-    def __init__(self, path: str, st: os.stat_result, facts: FileFacts, body: bytes | None) -> None:
+    __slots__ = ("body", "head", "path", "version")
+
+    def __init__(self, path: str, st: os.stat_result, head: bytes, body: bytes) -> None:
         self.path = path
-        self.identity = _identity(st)
-        self.facts = facts
+        self.version = file_version(st)
+        self.head = head
         self.body = body
-        # Status line and fields of the 200, without Date, Connection and the blank line.
-        self.head = (STATUS_LINES[200] + SERVER_LINE + whole_file_fields(facts)).encode("latin-1")
 
 
 class FileCache:
@@ -62,14 +58,14 @@ class FileCache:
         except OSError:
             self._drop(target)
             return None
-        if _identity(st) != entry.identity or not stat.S_ISREG(st.st_mode):
+        if file_version(st) != entry.version or not stat.S_ISREG(st.st_mode):
             self._drop(target)
             return None
         self.hits += 1
         return entry
 
     def put(self, target: bytes, entry: CachedFile) -> None:
-        size = len(entry.body) if entry.body is not None else 0
+        size = len(entry.body)
         if size > self.max_body_bytes:
             return
         self._drop(target)
@@ -83,7 +79,7 @@ class FileCache:
 
     def _drop(self, target: bytes) -> None:
         entry = self._entries.pop(target, None)
-        if entry is not None and entry.body is not None:
+        if entry is not None:
             self._body_bytes -= len(entry.body)
 
     def __len__(self) -> int:

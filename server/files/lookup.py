@@ -1,10 +1,12 @@
 """Opening the file a normalized request path names, without leaving the served root.
 
 A site root is not a sandbox: a symlink inside it can point anywhere. So the decision is
-made on what was actually opened: after ``open``, the kernel's own name for the open file
-(``/proc/self/fd/N``) must lie under the root's real path, and, unless dotfiles are
-allowed, must not pass through a dot-directory. Checking the opened file, rather than
-resolving the name first and opening it second, leaves no window for a symlink swap.
+made on what was actually opened (``Root.holds``, the one containment rule; see
+``root.py``). Checking the opened file, rather than resolving the name first and opening
+it second, leaves no window for a symlink swap.
+
+An ``OpenFile`` owns its descriptor: whoever holds it closes it with ``close()``, which
+closes the descriptor exactly once however many times it is called.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import stat
 import time
 from dataclasses import dataclass
 
-from .paths import RequestPath
+from ..http.paths import RequestPath
+from .root import Root, real_path
 
 log = logging.getLogger("zerocopy.lookup")
 
@@ -30,15 +33,37 @@ _NOT_FOUND_ERRNOS = frozenset(
 )
 _FORBIDDEN_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 _OUT_OF_FDS_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
-_HAVE_PROC_FD = os.path.isdir("/proc/self/fd")
 
 
-@dataclass(frozen=True, slots=True)
 class OpenFile:
-    fd: int  # owned by the caller from here on
-    stat: os.stat_result
-    name: str  # the file's base name, for Content-Type
-    path: str  # the name it was opened by (symlinks unresolved)
+    """An open regular file and what was learnt opening it; the one owner of ``fd``."""
+
+    __slots__ = ("fd", "name", "path", "stat")
+
+    def __init__(self, fd: int, st: os.stat_result, name: str, path: str) -> None:
+        self.fd = fd
+        self.stat = st
+        self.name = name  # the file's base name, for Content-Type
+        self.path = path  # the name it was opened by (symlinks unresolved)
+
+    @property
+    def closed(self) -> bool:
+        return self.fd < 0
+
+    def close(self) -> None:
+        """Close the descriptor; later calls do nothing (its number may be reused)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __enter__(self) -> OpenFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"OpenFile({self.path!r}, fd={self.fd})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,34 +114,18 @@ def _status_for(exc: OSError) -> Refused:
 class FileLookup:
     """Maps request paths to open regular files under one root."""
 
-    def __init__(self, root: str, allow_dotfiles: bool = False, autoindex: bool = False):
-        self.root = os.path.realpath(root)
-        self._root_slash = self.root.rstrip("/") + "/"
-        self.allow_dotfiles = allow_dotfiles
+    def __init__(self, root: Root, autoindex: bool = False):
+        self.root = root
+        self._root_slash = root.slash
+        self.allow_dotfiles = root.allow_dotfiles
         self.autoindex = autoindex
-
-    def _real_path(self, fd: int, path: str) -> str:
-        if _HAVE_PROC_FD:
-            try:
-                return os.readlink(f"/proc/self/fd/{fd}")
-            except OSError:
-                pass
-        return os.path.realpath(path)
-
-    def _inside(self, real: str) -> bool:
-        """Under the root, and not through a dot-directory unless those are allowed."""
-        if real == self.root:
-            return True
-        if not real.startswith(self._root_slash):
-            return False
-        return self.allow_dotfiles or "/." not in real[len(self._root_slash) - 1 :]
 
     def _open_checked(self, path: str) -> int | Refused:
         try:
             fd = os.open(path, _OPEN_FLAGS)
         except OSError as exc:
             return _status_for(exc)
-        if not self._inside(self._real_path(fd, path)):
+        if not self.root.holds(fd, path):
             os.close(fd)
             return NOT_FOUND
         return fd
@@ -142,7 +151,7 @@ class FileLookup:
         """Open what ``target`` names: a regular file, or a directory's index.html."""
         if target.hidden and not self.allow_dotfiles:
             return NOT_FOUND
-        path = self._root_slash + "/".join(target.segments) if target.segments else self.root
+        path = self._root_slash + "/".join(target.segments) if target.segments else self.root.real
         fd = self._open_checked(path)
         if isinstance(fd, Refused):
             return fd
@@ -159,7 +168,7 @@ class FileLookup:
             if not target.trailing_slash:
                 os.close(fd)
                 return NEEDS_SLASH
-            real_dir = self._real_path(fd, path)
+            real_dir = real_path(fd, path)
             os.close(fd)
             path = path.rstrip("/") + "/" + INDEX_FILE
             fd = self._open_checked(path)

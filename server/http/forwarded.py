@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 UNIX_PEER = "unix"  # how a unix-socket peer (which has no address) is named
 
@@ -97,52 +96,28 @@ def _split_outside_quotes(text: str, sep: str) -> Iterable[str]:
     yield "".join(part)
 
 
-@dataclass(frozen=True, slots=True)
-class ClientView:
-    address: str  # the client's address, as the access log shows it
-    scheme: str  # "http" or "https", as the client used
-    host: str | None  # the Host the client asked for, if a proxy said
-
-
-def client_view(
+def client_address(
     peer: str,
     trusted: TrustedPeers,
-    scheme: str,
     forwarded: str | None = None,
     x_forwarded_for: str | None = None,
-    x_forwarded_proto: str | None = None,
-    x_forwarded_host: str | None = None,
-) -> ClientView:
-    """The client as seen through trusted proxies; the bare peer when not trusted.
-
-    ``Forwarded`` wins over the X-Forwarded-* fields when both are present.
-    """
+) -> str:
+    """The client's address as seen through trusted proxies; the bare peer when the peer
+    is not trusted. ``Forwarded`` wins over X-Forwarded-For when both are present."""
     if not trusted.trusts(peer):
-        return ClientView(peer, scheme, None)
-    chain: list[str | None]
-    elements: list[dict[str, str]] = []
-    proto = host = None
+        return peer
     if forwarded:
-        elements = _forwarded_elements(forwarded)
-        chain = [_node_address(e["for"]) if "for" in e else None for e in elements]
+        chain = [
+            _node_address(e["for"]) if "for" in e else None for e in _forwarded_elements(forwarded)
+        ]
     else:
         chain = [_node_address(n) for n in (x_forwarded_for or "").split(",") if n.strip()]
-        if x_forwarded_proto:
-            proto = x_forwarded_proto.split(",")[-1].strip()
-        if x_forwarded_host:
-            host = x_forwarded_host.split(",")[-1].strip()
     address = peer
-    chosen = len(chain) - 1
     # Walk from the nearest hop back: skip trusted proxies, stop at the first other one.
-    for i in range(len(chain) - 1, -1, -1):
-        hop = chain[i]
+    for hop in reversed(chain):
         if hop is None:
             break  # unknown or obfuscated: nothing reliable beyond this point
-        address, chosen = hop, i
+        address = hop
         if not trusted.trusts(hop):
             break
-    if elements and chosen >= 0:
-        # RFC 7239: each element describes one hop; the client's is the one chosen.
-        proto, host = elements[chosen].get("proto"), elements[chosen].get("host")
-    proto = proto.lower() if proto and proto.lower() in ("http", "https") else scheme
-    return ClientView(address, proto, host or None)
+    return address

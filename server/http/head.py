@@ -1,14 +1,24 @@
-"""Response head formatting: status lines, field lines, the Date clock.
+"""The one response-head serializer: status line, fields, Date, Server, Connection.
 
-Everything that does not change per request is bytes computed once; the per-request part
-is a join of a few short strings. Nothing from the request reaches a field value raw: the
-only request-derived values are Location (``paths.directory_redirect``, percent-encoded)
-and Content-Disposition (``content_disposition`` below).
+Every head the server writes, planned, cached or the metrics listener's, is made here, in
+two parts:
+
+* ``serialize(status, fields)``: the status line, ``Server`` and the response's own fields,
+  everything that does not depend on the connection or the clock. The file cache stores
+  exactly these bytes.
+* ``DATE_CLOCK.tail(kind)``: ``Date``, ``Connection`` when the connection needs one, and
+  the blank line that ends the head; formatted at most once per second.
+
+So a field that every response must carry is added in one place, ``serialize``. Nothing
+from the request reaches a field value raw: the only request-derived values are Location
+(``paths.directory_redirect``, percent-encoded) and Content-Disposition
+(``content_disposition`` below).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from urllib.parse import quote
 
 from .httpdate import format_http_date
@@ -38,48 +48,74 @@ REASONS = {
     505: "HTTP Version Not Supported",
 }
 
-STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n" for code, reason in REASONS.items()}
+_STATUS_AND_SERVER = {
+    code: f"HTTP/1.1 {code} {reason}\r\nServer: {SERVER_NAME}\r\n"
+    for code, reason in REASONS.items()
+}
 
-# Field lines every response carries after Date.
-SERVER_LINE = f"Server: {SERVER_NAME}\r\n"
+Field = tuple[str, str]
+Fields = tuple[Field, ...]
+
+
+def serialize(status: int, fields: Iterable[Field]) -> bytes:
+    """Status line, ``Server`` and ``fields``: a head without its connection tail."""
+    return (
+        _STATUS_AND_SERVER[status] + "".join([f"{name}: {value}\r\n" for name, value in fields])
+    ).encode("latin-1")
+
+
+# What the connection needs said at the end of a head (see DateClock.tail).
+KEEP_ALIVE = 0  # HTTP/1.1 keep-alive: nothing to say
+CLOSE = 1  # "Connection: close"
+KEEP_ALIVE_10 = 2  # HTTP/1.0 keep-alive must be asked for: "Connection: keep-alive"
+
+_CONNECTION_LINES = (b"", b"Connection: close\r\n", b"Connection: keep-alive\r\n")
+
+
+def connection_kind(close: bool, version: str) -> int:
+    """KEEP_ALIVE, CLOSE or KEEP_ALIVE_10 for a response on a connection."""
+    if close:
+        return CLOSE
+    return KEEP_ALIVE_10 if version == "1.0" else KEEP_ALIVE
 
 
 class DateClock:
-    """The ``Date:`` field line, formatted at most once per second (RFC 9110 §6.6.1)."""
+    """The heads' tails (``Date`` and ``Connection``), remade at most once per second
+    (RFC 9110 §6.6.1: Date is the time the message was generated, to the second)."""
 
-    __slots__ = ("_bytes", "_line", "_second")
+    __slots__ = ("_second", "_tails")
 
     def __init__(self) -> None:
         self._second = -1
-        self._line = ""
-        self._bytes = b""
+        self._tails: tuple[bytes, bytes, bytes] = (b"", b"", b"")
 
-    def line(self) -> str:
+    def tail(self, kind: int) -> bytes:
+        """``Date``, the Connection line of ``kind``, and the blank line."""
         now = int(time.time())
         if now != self._second:
             self._tick(now)
-        return self._line
-
-    def line_bytes(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._tick(now)
-        return self._bytes
+        return self._tails[kind]
 
     def _tick(self, now: int) -> None:
         self._second = now
-        self._line = f"Date: {format_http_date(now)}\r\n"
-        self._bytes = self._line.encode("latin-1")
+        date = f"Date: {format_http_date(now)}\r\n".encode("latin-1")
+        a, b, c = (date + line + b"\r\n" for line in _CONNECTION_LINES)
+        self._tails = (a, b, c)
 
 
 DATE_CLOCK = DateClock()
+
+
+def render(status: int, fields: Iterable[Field], close: bool, version: str = "1.1") -> bytes:
+    """A whole head: ``serialize`` and the connection tail."""
+    return serialize(status, fields) + DATE_CLOCK.tail(connection_kind(close, version))
 
 
 # RFC 8187 attr-char: what may stay unencoded in an ext-value (filename*=).
 _ATTR_CHAR_SAFE = "!#$&+-.^_`|~"
 
 
-def content_disposition(name: str) -> str:
+def content_disposition(name: str) -> Field:
     """``Content-Disposition: attachment`` naming ``name`` (RFC 6266, RFC 8187).
 
     ``filename`` carries an ASCII stand-in (anything outside printable ASCII, quotes and
@@ -88,4 +124,7 @@ def content_disposition(name: str) -> str:
     """
     fallback = "".join(ch if 0x20 <= ord(ch) < 0x7F and ch not in '"\\' else "_" for ch in name)
     exact = quote(name.encode("utf-8", "surrogateescape"), safe=_ATTR_CHAR_SAFE)
-    return f"Content-Disposition: attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}\r\n"
+    return (
+        "Content-Disposition",
+        f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}",
+    )

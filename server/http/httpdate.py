@@ -19,6 +19,15 @@ def format_http_date(seconds: float) -> str:
     )
 
 
+def format_clf_date(seconds: float) -> str:
+    """The Common Log Format's time, e.g. ``06/Nov/1994:08:49:37 +0000``."""
+    t = time.gmtime(int(seconds))
+    return (
+        f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+    )
+
+
 def _digits(text: str, width: int) -> bool:
     return len(text) == width and text.isascii() and text.isdigit()
 

@@ -1,15 +1,8 @@
-"""Directory listings for ``--autoindex``: scanning (blocking) and rendering (pure).
+"""Directory listings for ``--autoindex``: the query, the order and the page (pure).
 
-Security truths, stated plainly:
+What a listing may name is decided by the scan (``server/files/scan.py``). Here, the
+security truths of the page, stated plainly:
 
-* A listing names only what the server would serve. Dotfiles are left out unless allowed;
-  a symlink is listed only when its real target lies inside the root (and, with dotfiles
-  denied, not under a dot-directory); FIFOs, sockets and devices are left out, and so are
-  names no request can reach (not UTF-8, or holding a backslash, which ``paths.py`` reads
-  as a separator).
-* The directory is opened once and the kernel's name for the open descriptor must lie
-  inside the root; it is then listed through that descriptor, so a symlink swapped in
-  after the lookup's check cannot redirect the listing.
 * Every name is HTML-escaped wherever it is text or an attribute value, and wherever it is
   part of a URL it is percent-encoded with only RFC 3986 unreserved characters left as
   they are: no name can end an attribute, open a tag, read as a scheme, a query or a
@@ -21,13 +14,10 @@ Security truths, stated plainly:
 from __future__ import annotations
 
 import base64
-import errno
 import hashlib
 import json
-import os
 import re
 import shlex
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -42,12 +32,6 @@ DEFAULT_SORT = ("name", "asc")
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
 
-# O_NONBLOCK and O_NOCTTY as in lookup.py: whatever sits at the path, opening cannot block.
-_DIR_FLAGS = (
-    os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
-)
-_HAVE_PROC_FD = os.path.isdir("/proc/self/fd")
-_O_PATH = getattr(os, "O_PATH", 0)
 # A first click on a column sorts the way people look for things: A-Z, biggest, newest.
 _FIRST_ORDER = {"name": "asc", "size": "desc", "date": "desc"}
 _COLUMN_LABELS = {"name": "Name", "size": "Size", "date": "Modified (UTC)"}
@@ -150,99 +134,6 @@ class Listing:
     entries: tuple[Entry, ...]
     truncated: bool  # more entries passed the rules than were kept (the cap)
     total: int  # how many entries passed the rules, kept or not
-
-
-# --- scanning (blocking) ------------------------------------------------------------------
-
-
-def _real_path(fd: int, path: str) -> str:
-    if _HAVE_PROC_FD:
-        try:
-            return os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            pass
-    return os.path.realpath(path)
-
-
-def _follow(dir_fd: int, name: str, dir_slash: str) -> tuple[str, os.stat_result]:
-    """(real path, stat) of what the symlink ``name`` leads to; OSError when it is broken.
-
-    With O_PATH the target is opened (not read: a FIFO cannot block) and both answers come
-    from that one descriptor, 3-4 syscalls where realpath takes one per path component.
-    """
-    if not (_O_PATH and _HAVE_PROC_FD):
-        real = os.path.realpath(dir_slash + name)
-        return real, os.stat(real)
-    fd = os.open(name, _O_PATH | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}"), os.fstat(fd)
-    finally:
-        os.close(fd)
-
-
-def _inside(real: str, root: str, root_slash: str, allow_dotfiles: bool) -> bool:
-    """Under the root, and not through a dot-directory unless those are allowed."""
-    if real == root:
-        return True
-    if not real.startswith(root_slash):
-        return False
-    return allow_dotfiles or "/." not in real[len(root_slash) - 1 :]
-
-
-def _reachable(name: str) -> bool:
-    """A request can name it: UTF-8 (no surrogate escapes) and no backslash (a separator)."""
-    if "\\" in name:
-        return False
-    if name.isascii():
-        return True
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def scan_directory(
-    dir_path: str, root_real: str, allow_dotfiles: bool, max_entries: int = MAX_ENTRIES
-) -> Listing:
-    """Blocking: list a directory (the caller runs it in a worker thread).
-
-    Raises OSError as ``os.open`` does; FileNotFoundError when the directory itself lies
-    outside the root (or, with dotfiles denied, under a dot-directory): answer 404.
-    """
-    root = os.path.realpath(root_real)
-    root_slash = root.rstrip("/") + "/"
-    fd = os.open(dir_path, _DIR_FLAGS)
-    try:
-        dir_real = _real_path(fd, dir_path)
-        if not _inside(dir_real, root, root_slash, allow_dotfiles):
-            raise FileNotFoundError(errno.ENOENT, "directory outside the served root", dir_path)
-        dir_slash = dir_real.rstrip("/") + "/"
-        found: list[Entry] = []
-        with os.scandir(fd) as it:
-            for de in it:
-                name = de.name
-                if (name.startswith(".") and not allow_dotfiles) or not _reachable(name):
-                    continue
-                try:
-                    if de.is_symlink():
-                        real, st = _follow(fd, name, dir_slash)
-                        if not _inside(real, root, root_slash, allow_dotfiles):
-                            continue
-                    else:
-                        st = de.stat(follow_symlinks=False)
-                except OSError:
-                    continue  # deleted meanwhile, a symlink loop, no permission
-                if stat.S_ISDIR(st.st_mode):
-                    found.append(Entry(name, True, 0, st.st_mtime))
-                elif stat.S_ISREG(st.st_mode):
-                    found.append(Entry(name, False, st.st_size, st.st_mtime))
-    finally:
-        os.close(fd)
-    total = len(found)
-    # The cap keeps the first entries of the default order, so the same ones every time.
-    kept = sort_entries(found, *DEFAULT_SORT)[: max(0, max_entries)]
-    return Listing(tuple(kept), total > len(kept), total)
 
 
 # --- query and order (pure) ------------------------------------------------------------------

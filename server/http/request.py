@@ -1,85 +1,57 @@
-"""The parsed request head, as the protocol hands it to the planner."""
+"""The parsed request head, as the connection hands it to the planner.
+
+One table: every field of ``Request`` is declared once, below; the parser's table of kept
+header fields (``KEPT_FIELDS``) is derived from the fields marked ``_header()``, the
+header name being the attribute's name with ``-`` for ``_``.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 
+_HEADER = "header"
+
+
+def _header() -> str | None:
+    """A request header field the server acts on (None when absent; a repeated one is
+    joined with ", " as RFC 9110 §5.3 allows, except Host, which must be single)."""
+    return field(default=None, metadata={_HEADER: True})
+
+
+@dataclass(slots=True, eq=False)
 class Request:
     """One request's head: method, target, version and the fields the server acts on.
 
     Fields the server never reads are not kept (parser callbacks stay tiny accumulators).
     """
 
-    __slots__ = (
-        "accept",
-        "accept_encoding",
-        "body_bytes",
-        "forwarded",
-        "header_bytes",
-        "header_count",
-        "host",
-        "if_match",
-        "if_modified_since",
-        "if_none_match",
-        "if_range",
-        "if_unmodified_since",
-        "keep_alive",
-        "method",
-        "range",
-        "referer",
-        "started",
-        "target",
-        "user_agent",
-        "version",
-        "want_repr_digest",
-        "x_forwarded_for",
-        "x_forwarded_host",
-        "x_forwarded_proto",
-    )
-
-    def __init__(self) -> None:
-        self.method = "GET"
-        self.target = b""
-        self.version = "1.1"
-        self.keep_alive = True
-        self.host: str | None = None
-        self.range: str | None = None
-        self.if_match: str | None = None
-        self.if_none_match: str | None = None
-        self.if_modified_since: str | None = None
-        self.if_unmodified_since: str | None = None
-        self.if_range: str | None = None
-        self.user_agent: str | None = None
-        self.referer: str | None = None
-        self.forwarded: str | None = None
-        self.accept: str | None = None
-        self.accept_encoding: str | None = None
-        self.want_repr_digest: str | None = None
-        self.x_forwarded_for: str | None = None
-        self.x_forwarded_proto: str | None = None
-        self.x_forwarded_host: str | None = None
-        self.header_bytes = 0
-        self.header_count = 0
-        self.body_bytes = 0
-        self.started = 0.0  # loop time when the request was complete
+    method: str = "GET"  # "" for a request refused before its method was known
+    target: bytes = b""
+    version: str = "1.1"
+    keep_alive: bool = True
+    header_bytes: int = 0
+    header_count: int = 0
+    body_bytes: int = 0
+    started: float = 0.0  # loop time when the request was complete
+    host: str | None = _header()
+    range: str | None = _header()
+    if_match: str | None = _header()
+    if_none_match: str | None = _header()
+    if_modified_since: str | None = _header()
+    if_unmodified_since: str | None = _header()
+    if_range: str | None = _header()
+    user_agent: str | None = _header()
+    referer: str | None = _header()
+    forwarded: str | None = _header()
+    accept: str | None = _header()
+    accept_encoding: str | None = _header()
+    want_repr_digest: str | None = _header()
+    x_forwarded_for: str | None = _header()
 
 
 # Request fields kept, by lower-cased name, mapped to the Request attribute that holds them.
-# A repeated field is joined with ", " (RFC 9110 §5.3), except Host, which must be single.
 KEPT_FIELDS: dict[bytes, str] = {
-    b"host": "host",
-    b"range": "range",
-    b"if-match": "if_match",
-    b"if-none-match": "if_none_match",
-    b"if-modified-since": "if_modified_since",
-    b"if-unmodified-since": "if_unmodified_since",
-    b"if-range": "if_range",
-    b"user-agent": "user_agent",
-    b"referer": "referer",
-    b"forwarded": "forwarded",
-    b"accept": "accept",
-    b"accept-encoding": "accept_encoding",
-    b"want-repr-digest": "want_repr_digest",
-    b"x-forwarded-for": "x_forwarded_for",
-    b"x-forwarded-proto": "x_forwarded_proto",
-    b"x-forwarded-host": "x_forwarded_host",
+    f.name.replace("_", "-").encode("ascii"): f.name
+    for f in fields(Request)
+    if f.metadata.get(_HEADER)
 }

@@ -13,9 +13,9 @@ import sys
 import time
 from typing import TextIO
 
-from .request import Request
+from ..http.httpdate import format_clf_date
+from ..http.request import Request
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Escape like nginx: '"' and '\' and every byte outside printable ASCII become \xHH.
 _ESCAPES = {c: f"\\x{c:02X}" for c in (*range(0x20), *range(0x7F, 0x100), 0x22, 0x5C)}
 
@@ -26,14 +26,6 @@ def escape(value: str | bytes) -> str:
         # Request fields are decoded as latin-1: encoding back gives the bytes received.
         value = value.encode("latin-1", "replace")
     return value.decode("latin-1").translate(_ESCAPES)
-
-
-def clf_time(now: float) -> str:
-    t = time.gmtime(now)
-    return (
-        f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
-    )
 
 
 def format_combined(peer: str, request: Request, status: int, sent: int, when: str) -> str:
@@ -47,7 +39,9 @@ def format_combined(peer: str, request: Request, status: int, sent: int, when: s
     return f'{peer} - - [{when}] "{line}" {status} {sent if sent else "-"} "{referer}" "{agent}"\n'
 
 
-def format_json(peer: str, request: Request, status: int, sent: int, now: float) -> str:
+def format_json(
+    peer: str, request: Request, status: int, sent: int, now: float, outcome: str = "complete"
+) -> str:
     """One JSON object per line; every request-supplied string is JSON-escaped (and the
     bytes received are kept: latin-1 decoding maps each byte to one code point)."""
     record = {
@@ -58,6 +52,7 @@ def format_json(peer: str, request: Request, status: int, sent: int, now: float)
         "protocol": f"HTTP/{request.version}" if request.method else None,
         "status": status,
         "bytes": sent,
+        "outcome": outcome,
         "referer": request.referer,
         "user_agent": request.user_agent,
     }
@@ -84,16 +79,16 @@ class AccessLog:
         self._second = -1
         self._time = ""
 
-    def log(self, peer: str, request: Request, status: int, sent: int) -> None:
+    def log(self, peer: str, request: Request, status: int, sent: int, outcome: str) -> None:
         if not self._lines:
             self._loop.call_soon(self.flush)
         if self._json:
-            self._lines.append(format_json(peer, request, status, sent, time.time()))
+            self._lines.append(format_json(peer, request, status, sent, time.time(), outcome))
             return
         now = int(time.time())
         if now != self._second:
             self._second = now
-            self._time = clf_time(now)
+            self._time = format_clf_date(now)
         self._lines.append(format_combined(peer, request, status, sent, self._time))
 
     def flush(self) -> None:

@@ -10,17 +10,20 @@ import socket
 import ssl
 from collections.abc import Callable
 
-from .accesslog import AccessLog
-from .config import Config
-from .filecache import FileCache
-from .forwarded import TrustedPeers
-from .handler import Features, Handler
+from ..config import Config
+from ..connection.protocol import HttpProtocol
+from ..connection.shared import Shared
+from ..files.filecache import FileCache
+from ..files.lookup import FileLookup
+from ..files.root import Root
+from ..http.forwarded import TrustedPeers
+from ..observe.accesslog import AccessLog
+from ..observe.record import TIMED_OUT, Observer
+from ..observe.stats import Stats
+from ..respond.handler import Features, Handler
+from ..send import SENDERS
 from .listen import DEFAULT_BACKLOG, describe
-from .lookup import FileLookup
 from .metrics import parse_address, start_metrics_server
-from .protocol import HttpProtocol, Phase
-from .send import SENDERS
-from .stats import Stats
 
 log = logging.getLogger("zerocopy.app")
 
@@ -39,45 +42,33 @@ def choose_send_path(config: Config, loop: asyncio.AbstractEventLoop) -> str:
     return "sendfile" if is_uvloop(loop) else "loop.sendfile"
 
 
-class ServerState:
-    """What every connection of one server shares."""
-
-    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
-        self.config = config
-        self.loop = loop
-        # Rate-limited bodies must go through a pacing sender, so not inline or cached.
-        self.inline_max = (
-            min(config.inline_max, config.limit_rate_after)
-            if config.limit_rate
-            else config.inline_max
-        )
-        self.handler = Handler(
-            FileLookup(config.root, config.allow_dotfiles, config.autoindex),
-            FileCache() if config.cache else None,
-            self.inline_max,
-            config.root_path,
-            Features(
-                codings=config.precompressed,
-                attachment=config.attachment,
-                digest=config.digest,
-            ),
-        )
-        self.trusted = TrustedPeers(config.forwarded_allow_ips)
-        self.scheme = "https" if config.certfile else "http"
-        self.sender_name = choose_send_path(config, loop)
-        self.sender = SENDERS[self.sender_name]
-        self.access_log = (
-            AccessLog(loop, path=config.access_log_file, fmt=config.access_log_format)
-            if config.access_log
-            else None
-        )
-        self.connections: set[HttpProtocol] = set()
-        self.stats = Stats()
-        # Per-request timing and status counts cost ~1 µs: only when someone reads them.
-        self.timed = config.metrics is not None
-        self.shutting_down = False
-        self.rejected_connections = 0  # turned away at --max-connections
-        self.debug = logging.getLogger("zerocopy.protocol").isEnabledFor(logging.DEBUG)
+def build_shared(config: Config, loop: asyncio.AbstractEventLoop) -> Shared:
+    """What every connection of this server shares, from the configuration."""
+    handler = Handler(
+        FileLookup(Root(config.root, config.allow_dotfiles), config.autoindex),
+        FileCache() if config.cache else None,
+        config.inline_body_max,
+        config.root_path,
+        Features(
+            codings=config.precompressed,
+            attachment=config.attachment,
+            digest=config.digest,
+        ),
+    )
+    access_log = (
+        AccessLog(loop, path=config.access_log_file, fmt=config.access_log_format)
+        if config.access_log
+        else None
+    )
+    observer = Observer(
+        loop,
+        Stats(),
+        access_log,
+        TrustedPeers(config.forwarded_allow_ips),
+        timed=config.metrics is not None,
+    )
+    path = choose_send_path(config, loop)
+    return Shared(config, loop, handler, path, SENDERS[path], observer)
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -106,12 +97,12 @@ def _quiet_handshake_errors(loop: asyncio.AbstractEventLoop, context: dict) -> N
 async def serve(
     config: Config,
     listeners: list[socket.socket],
-    on_ready: Callable[[ServerState], None] | None = None,
+    on_ready: Callable[[Shared], None] | None = None,
     worker: int = 0,
 ) -> int:
     """Serve on ``listeners`` until SIGINT/SIGTERM; the exit status."""
     loop = asyncio.get_running_loop()
-    state = ServerState(config, loop)
+    state = build_shared(config, loop)
     context = tls_context(config)
     if context is not None:
         loop.set_exception_handler(_quiet_handshake_errors)
@@ -125,7 +116,7 @@ async def serve(
     log.info(
         "loop=%s send path=%s inline bodies <= %d bytes",
         type(loop).__module__.split(".")[0],
-        state.sender_name,
+        state.send_path,
         state.inline_max,
     )
     if config.metrics is not None:
@@ -150,20 +141,18 @@ async def serve(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-    if state.access_log is not None:
-        state.access_log.flush()
+    if state.observer.access_log is not None:
+        state.observer.access_log.flush()
     return 0
 
 
-def _reopen_logs(state: ServerState) -> None:
+def _reopen_logs(state: Shared) -> None:
     log.info("SIGHUP: reopening logs")
-    if state.access_log is not None:
-        state.access_log.reopen()
+    if state.observer.access_log is not None:
+        state.observer.access_log.reopen()
 
 
-async def _shut_down(
-    servers: list[asyncio.AbstractServer], state: ServerState, timeout: float
-) -> None:
+async def _shut_down(servers: list[asyncio.AbstractServer], state: Shared, timeout: float) -> None:
     """Stop accepting, close idle connections now, give busy ones ``timeout`` seconds."""
     for server in servers:
         server.close()
@@ -171,9 +160,8 @@ async def _shut_down(
     deadline = state.loop.time() + timeout
     while state.connections and state.loop.time() < deadline:
         for conn in list(state.connections):
-            if conn.phase is Phase.IDLE and not conn.pipeline and conn.request is None:
-                conn.close_idle()
+            conn.close_if_idle()
         await asyncio.sleep(0.05)
     for conn in list(state.connections):
-        conn.abort()
+        conn.abort(TIMED_OUT)
     await asyncio.sleep(0)

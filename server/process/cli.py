@@ -16,16 +16,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..config import Config
+from ..http.encodings import parse_precompressed
+from ..http.forwarded import TrustedPeers
 from .app import serve, tls_context
-from .config import Config
-from .encodings import parse_precompressed
-from .forwarded import TrustedPeers
 from .listen import UnixSocketInUse, bind_tcp, bind_unix, describe, inherited_sockets
 from .metrics import parse_address
-from .send import DEFAULT_INLINE_MAX
 from .supervisor import Supervisor
 
 EXIT_USAGE = 2
+# Every default of the command line is Config's: this instance is the one place read.
+DEFAULT = Config()
+
+
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"
 
 
 def _parsed(text: str, convert: type, what: str, ok: Callable[[Any], bool], rule: str) -> Any:
@@ -144,13 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a directory over HTTP/1.1, sending files with kernel sendfile.",
     )
     p.add_argument(
-        "port_arg", nargs="?", type=_port, metavar="PORT", help="port to listen on (default 8000)"
+        "port_arg",
+        nargs="?",
+        type=_port,
+        metavar="PORT",
+        help=f"port to listen on (default {DEFAULT.port})",
     )
     p.add_argument("-p", "--port", type=_port, help="port to listen on (overrides PORT)")
     p.add_argument(
         "-d",
         "--directory",
-        default=os.getcwd(),
+        default=DEFAULT.root,
         help="directory to serve (default: the current directory)",
     )
     p.add_argument("-b", "--bind", metavar="ADDR", help="address to bind (default: all interfaces)")
@@ -162,34 +171,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--loop",
         choices=("auto", "uvloop", "asyncio"),
-        default="auto",
-        help="event loop (default auto: uvloop when importable)",
+        default=DEFAULT.loop,
+        help="event loop (default %(default)s: uvloop when importable)",
     )
     p.add_argument(
         "--dotfiles",
         choices=("deny", "allow"),
-        default="deny",
-        help="serve dotfiles and dot-directories (default deny: 404)",
+        default="allow" if DEFAULT.allow_dotfiles else "deny",
+        help="serve dotfiles and dot-directories (default %(default)s; deny: 404)",
     )
     p.add_argument(
         "--access-log",
         choices=("on", "off"),
-        default="on",
-        help="one Combined Log Format line per response on stdout (default on)",
+        default=_on_off(DEFAULT.access_log),
+        help="one Combined Log Format line per response on stdout (default %(default)s)",
     )
     p.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
-        default="info",
-        help="diagnostic log level, on stderr (default info)",
+        default=DEFAULT.log_level,
+        help="diagnostic log level, on stderr (default %(default)s)",
     )
     p.add_argument(
         "--inline-max",
         type=_size,
-        default=DEFAULT_INLINE_MAX,
+        default=DEFAULT.inline_max,
         metavar="BYTES",
-        help="bodies up to this size are sent in one write with the head "
-        f"(default {DEFAULT_INLINE_MAX})",
+        help="bodies up to this size are sent in one write with the head (default %(default)s)",
     )
     p.add_argument(
         "--no-cache",
@@ -199,38 +207,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--header-timeout",
         type=_seconds,
-        default=10.0,
+        default=DEFAULT.header_timeout,
         metavar="S",
         help="close a connection whose request head is not complete S seconds "
-        "after its first byte (default 10)",
+        "after its first byte (default %(default)g)",
     )
     p.add_argument(
         "--keepalive-timeout",
         type=_seconds,
-        default=5.0,
+        default=DEFAULT.keepalive_timeout,
         metavar="S",
-        help="close an idle keep-alive connection after S seconds (default 5)",
+        help="close an idle keep-alive connection after S seconds (default %(default)g)",
     )
     p.add_argument(
         "--send-timeout",
         type=_seconds,
-        default=60.0,
+        default=DEFAULT.send_timeout,
         metavar="S",
-        help="abort a response that makes no progress for S seconds (default 60)",
+        help="abort a response that makes no progress for S seconds (default %(default)g)",
     )
     p.add_argument(
         "--max-connections",
         type=_count,
-        default=10000,
+        default=DEFAULT.max_connections,
         metavar="N",
-        help="answer connections beyond N with 503 and close them (default 10000)",
+        help="answer connections beyond N with 503 and close them (default %(default)s)",
     )
     p.add_argument(
         "--shutdown-timeout",
         type=_seconds,
-        default=30.0,
+        default=DEFAULT.shutdown_timeout,
         metavar="S",
-        help="on SIGTERM/SIGINT, let in-flight responses finish for up to S seconds (default 30)",
+        help="on SIGTERM/SIGINT, let in-flight responses finish for up to S seconds "
+        "(default %(default)g)",
     )
     p.add_argument(
         "--unix", metavar="PATH", help="listen on a unix domain socket at PATH instead of TCP"
@@ -238,29 +247,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--unix-mode",
         type=_mode,
-        default=0o660,
+        default=DEFAULT.unix_mode,
         metavar="OCTAL",
-        help="permissions of the unix socket file (default 0660)",
+        help=f"permissions of the unix socket file (default {DEFAULT.unix_mode:04o})",
     )
     p.add_argument(
         "--workers",
         type=_workers,
-        default=1,
+        default=DEFAULT.workers,
         metavar="N",
-        help="worker processes sharing the listening sockets; 'auto' = CPU count (default 1)",
+        help="worker processes sharing the listening sockets; 'auto' = CPU count "
+        "(default %(default)s)",
     )
     p.add_argument(
         "--forwarded-allow-ips",
-        default="127.0.0.1",
+        default=DEFAULT.forwarded_allow_ips,
         metavar="LIST",
         help="comma-separated addresses/networks of proxies whose Forwarded and "
         "X-Forwarded-* fields are believed ('*' = all; unix-socket peers are "
-        "trusted) (default 127.0.0.1)",
+        "trusted) (default %(default)s)",
     )
     p.add_argument(
         "--root-path",
         type=_root_path,
-        default="",
+        default=DEFAULT.root_path,
         metavar="/PREFIX",
         help="the prefix a reverse proxy mounts the server under; redirects carry "
         "it, and requests are accepted with or without it",
@@ -277,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precompressed",
         type=_precompressed,
-        default=(),
+        default=DEFAULT.precompressed,
         metavar="LIST",
         help="serve file.br/.zst/.gz variants to clients that accept them: codings in "
         "order of preference (e.g. br,zstd,gzip) or 'off' (default off)",
@@ -291,20 +301,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--digest",
         choices=("sha-256", "off"),
-        default="off",
-        help="send Repr-Digest (RFC 9530) with files (default off)",
+        default="sha-256" if DEFAULT.digest else "off",
+        help="send Repr-Digest (RFC 9530) with files (default %(default)s)",
     )
     p.add_argument(
         "--limit-rate",
         type=_rate,
-        default=0,
+        default=DEFAULT.limit_rate,
         metavar="BYTES_PER_S",
         help="limit each response to this many bytes per second (k/m suffixes; 0 = off)",
     )
     p.add_argument(
         "--limit-rate-after",
         type=_rate,
-        default=0,
+        default=DEFAULT.limit_rate_after,
         metavar="BYTES",
         help="send this much of each response at full speed first (k/m suffixes)",
     )
@@ -316,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--access-log-format",
         choices=("combined", "json"),
-        default="combined",
-        help="access log lines: Combined Log Format or one JSON object (default combined)",
+        default=DEFAULT.access_log_format,
+        help="access log lines: Combined Log Format or one JSON object (default %(default)s)",
     )
     p.add_argument(
         "--access-log-file",
@@ -332,7 +342,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return Config(
         root=os.path.abspath(args.directory),
         host=args.bind or None,
-        port=8000 if port is None else port,
+        port=DEFAULT.port if port is None else port,
         sendfile=not args.no_sendfile,
         loop=args.loop,
         allow_dotfiles=args.dotfiles == "allow",

@@ -11,10 +11,11 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from .stats import LATENCY_BUCKETS
+from ..http.head import render
+from ..observe.stats import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
-    from .app import ServerState
+    from ..connection.shared import Shared
 
 log = logging.getLogger("zerocopy.metrics")
 
@@ -40,7 +41,7 @@ def _labels(**labels: object) -> str:
     return "{" + inner + "}"
 
 
-def render(state: ServerState, worker: int) -> str:
+def render_text(state: Shared, worker: int) -> str:
     """The exposition text (format 0.0.4) of one server process."""
     stats = state.stats
     w = {"worker": worker}
@@ -111,7 +112,7 @@ def render(state: ServerState, worker: int) -> str:
 
 
 async def start_metrics_server(
-    state: ServerState, host: str, port: int, worker: int
+    state: Shared, host: str, port: int, worker: int
 ) -> asyncio.AbstractServer:
     """Serve ``GET /metrics`` (and nothing else) on host:port."""
 
@@ -121,18 +122,12 @@ async def start_metrics_server(
             method, _, rest = head.partition(b" ")
             target = rest.partition(b" ")[0]
             if method in (b"GET", b"HEAD") and target.split(b"?")[0] == b"/metrics":
-                body = render(state, worker).encode("utf-8")
-                status, ctype = b"200 OK", b"text/plain; version=0.0.4; charset=utf-8"
+                status, body = 200, render_text(state, worker).encode("utf-8")
+                ctype = "text/plain; version=0.0.4; charset=utf-8"
             else:
-                body, status, ctype = b"404 Not Found\n", b"404 Not Found", b"text/plain"
-            writer.write(
-                b"HTTP/1.1 "
-                + status
-                + b"\r\nContent-Type: "
-                + ctype
-                + b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
-                + (body if method != b"HEAD" else b"")
-            )
+                status, body, ctype = 404, b"404 Not Found\n", "text/plain; charset=utf-8"
+            fields = (("Content-Type", ctype), ("Content-Length", str(len(body))))
+            writer.write(render(status, fields, close=True) + (body if method != b"HEAD" else b""))
             await writer.drain()
         except (
             asyncio.TimeoutError,

@@ -4,23 +4,27 @@ The one place where a request meets the file system: everything before (parsing)
 after (planning, sending) is pure or pure I/O. Most requests are planned synchronously;
 the two that must wait (a directory scan, a digest not computed yet) return a
 ``Deferred`` whose coroutine does the waiting off the event loop.
+
+Files are owned: an ``OpenFile`` returned with a plan (or held by a ``Deferred``) belongs
+to the caller, who closes it (``OpenFile.close`` is idempotent); a file this module does
+not hand over, it closes itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .digests import DigestCache, wants_sha256
-from .encodings import SUFFIXES, negotiate
-from .filecache import CachedFile, FileCache
-from .headers import DATE_CLOCK, content_disposition
-from .lookup import Directory, FileLookup, NeedsSlash, OpenFile
-from .mediatypes import content_type
-from .paths import (
+from ..files.digests import DigestCache
+from ..files.filecache import CachedFile, FileCache
+from ..files.lookup import Directory, FileLookup, NeedsSlash, OpenFile
+from ..files.pagecache import read_cached_bytes
+from ..http.encodings import SUFFIXES, negotiate
+from ..http.head import Fields, content_disposition, serialize
+from ..http.mediatypes import content_type
+from ..http.paths import (
     RequestPath,
     TargetError,
     directory_redirect,
@@ -29,30 +33,37 @@ from .paths import (
     strip_root_path,
     wants_download,
 )
-from .plan import (
-    ALLOW_LINE,
+from ..http.plan import (
+    ALLOW,
     FileFacts,
     ResponsePlan,
-    connection_line,
     plan_body,
     plan_error,
     plan_file,
     plan_no_content,
+    whole_file_fields,
 )
-from .request import Request
-from .send import read_cached_bytes
+from ..http.reprdigest import FIELD as REPR_DIGEST
+from ..http.reprdigest import wants_sha256
+from ..http.request import Request
 
 log = logging.getLogger("zerocopy.handler")
 
-Planned = tuple[ResponsePlan, "int | None"]
-VARY_ACCEPT_ENCODING = "Vary: Accept-Encoding\r\n"
+Planned = tuple[ResponsePlan, "OpenFile | None"]
+VARY_ACCEPT_ENCODING: Fields = (("Vary", "Accept-Encoding"),)
+RETRY_AFTER: Fields = (("Retry-After", "1"),)
 
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """A plan that needs to wait; ``run()`` returns it (and the file, if any)."""
+    """A plan that needs to wait; ``run()`` returns it (and the file, if any).
+
+    ``file`` is the file ``run`` will use, if it holds one already: whoever drops the
+    Deferred without awaiting ``run`` to its end (a cancelled connection) closes it.
+    """
 
     run: Callable[[], Awaitable[Planned]]
+    file: OpenFile | None = None
 
 
 @dataclass(frozen=True)
@@ -82,57 +93,51 @@ class Handler:
         self._prefix = root_path.encode("ascii")
         self.features = features or Features()
         self.digests = DigestCache() if self.features.digest else None
-        self._vary = VARY_ACCEPT_ENCODING if self.features.codings else ""
+        self._vary = VARY_ACCEPT_ENCODING if self.features.codings else ()
 
-    def respond_cached(self, request: Request, close: bool) -> tuple[bytes, int] | None:
-        """The whole response (and its body length) from the cache, or None to plan it.
+    def cacheable(self, request: Request) -> bool:
+        """The one cache rule: a request may be answered from the file cache, and its
+        response may fill it, exactly when it asks for the plain 200 of the file.
 
-        Only the plain case: GET or HEAD of a cached small file without Range,
-        preconditions or negotiation, which is what a busy small-file server answers most.
+        That is GET or HEAD without Range, preconditions or Want-Repr-Digest, and without
+        Accept-Encoding when precompressed variants are on (what it negotiates varies).
+        Everything else in the response (Repr-Digest, Content-Disposition by ``?download``
+        or ``--attachment``) follows from the target alone, which is the cache's key.
         """
-        cache = self.cache
         method = request.method
-        if (
-            cache is None
-            or (method != "GET" and method != "HEAD")
-            or request.range is not None
-            or request.if_none_match is not None
-            or request.if_modified_since is not None
-            or request.if_match is not None
-            or request.if_unmodified_since is not None
-            or request.want_repr_digest is not None
-            or (self._vary and request.accept_encoding is not None)
-        ):
+        return (
+            self.cache is not None
+            and (method == "GET" or method == "HEAD")
+            and request.range is None
+            and request.if_none_match is None
+            and request.if_modified_since is None
+            and request.if_match is None
+            and request.if_unmodified_since is None
+            and request.want_repr_digest is None
+            and (not self._vary or request.accept_encoding is None)
+        )
+
+    def respond_cached(self, request: Request) -> CachedFile | None:
+        """The cached 200 for ``request``, or None to plan it."""
+        if not self.cacheable(request):
             return None
-        entry = cache.get(request.target)
-        if entry is None or entry.body is None:
-            return None
-        date = DATE_CLOCK.line_bytes()
-        if close or request.version != "1.1":
-            date = connection_line(request, close).encode() + date
-        if method == "HEAD":
-            return b"".join((entry.head, date, b"\r\n")), 0
-        body = entry.body
-        return b"".join((entry.head, date, b"\r\n", body)), len(body)
+        return self.cache.get(request.target)  # type: ignore[union-attr]  # cacheable: set
 
     def plan(self, request: Request, close: bool) -> Planned | Deferred:
-        """The plan for ``request`` and the file descriptor its body windows read.
-
-        The descriptor, when not None, belongs to the caller, who must close it.
-        """
+        """The plan for ``request`` and the file its body windows read (the caller's)."""
         method = request.method
         if method != "GET" and method != "HEAD":
             if method == "OPTIONS":
-                return plan_no_content(204, request, close, ALLOW_LINE), None
+                return plan_no_content(204, close, ALLOW), None
             # RFC 9110 §15.5.6: 405 carries Allow.
-            return plan_error(405, request, close, ALLOW_LINE), None
+            return plan_error(405, request, close, ALLOW), None
         raw_target = request.target
         if self._prefix:
             stripped = strip_root_path(raw_target, self._prefix)
             if stripped is None:
                 # The mount point itself, without its slash: on to "prefix/".
                 location = mount_redirect(self.root_path, raw_target)
-                return plan_no_content(301, request, close, f"Location: {location}\r\n"), None
+                return plan_no_content(301, close, (("Location", location),)), None
             raw_target = stripped
         try:
             target = parse_target(raw_target)
@@ -144,19 +149,19 @@ class Handler:
             try:
                 return self._file(request, close, target, found)
             except BaseException:
-                os.close(found.fd)
+                found.close()
                 raise
         if isinstance(found, NeedsSlash):
             location = directory_redirect(target, self.root_path)
-            return plan_no_content(301, request, close, f"Location: {location}\r\n"), None
+            return plan_no_content(301, close, (("Location", location),)), None
         if isinstance(found, Directory):
             if not target.canonical:
                 # The page's links are relative to the path the client used: give it the
                 # clean one first (a "//" or an encoded "/" would misplace them).
                 location = directory_redirect(target, self.root_path)
-                return plan_no_content(301, request, close, f"Location: {location}\r\n"), None
+                return plan_no_content(301, close, (("Location", location),)), None
             return Deferred(lambda: self._listing(request, close, target, found.path))
-        extra = "Retry-After: 1\r\n" if found.status == 503 else ""
+        extra = RETRY_AFTER if found.status == 503 else ()
         return plan_error(found.status, request, close, extra), None
 
     # --- files ------------------------------------------------------------------------------
@@ -168,24 +173,25 @@ class Handler:
         features = self.features
         name = found.name
         ctype = content_type(name)
-        extra = ""
+        coding = ""
+        representation: Fields = ()
         if features.codings:
             codings, identity_ok = negotiate(request.accept_encoding, features.codings)
-            for coding in codings:
-                variant = self.lookup.open_variant(found.path + SUFFIXES[coding], found.stat)
+            for candidate in codings:
+                variant = self.lookup.open_variant(found.path + SUFFIXES[candidate], found.stat)
                 if variant is not None:
-                    os.close(found.fd)
+                    found.close()
                     found = variant
-                    extra = f"Content-Encoding: {coding}\r\n"
+                    coding = candidate
+                    representation = (("Content-Encoding", coding),)
                     break
             else:
                 if not identity_ok:
                     # Every coding we have is refused, and so is identity (RFC 9110 §12.5.3).
-                    os.close(found.fd)
+                    found.close()
                     return plan_error(406, request, close, self._vary), None
-        coding = extra[len("Content-Encoding: ") : -2] if extra else ""
         if features.attachment or wants_download(target.query):
-            extra += content_disposition(name)
+            representation += (content_disposition(name),)
         body = None
         digests = self.digests
         if digests is not None and wants_sha256(request.want_repr_digest):
@@ -196,23 +202,33 @@ class Handler:
                 if body is not None:
                     value = digests.put_bytes(found.stat, body)
             if value is None:
+                file = found
                 return Deferred(
-                    lambda: self._file_with_digest(request, close, found, ctype, coding, extra)
+                    lambda: self._file_with_digest(
+                        request, close, file, ctype, coding, representation
+                    ),
+                    file,
                 )
-            extra += f"Repr-Digest: {value}\r\n"
-        return self._plan_file(request, close, found, ctype, coding, extra, body)
+            representation += ((REPR_DIGEST, value),)
+        return self._plan_file(request, close, found, ctype, coding, representation, body)
 
     async def _file_with_digest(
-        self, request: Request, close: bool, found: OpenFile, ctype: str, coding: str, extra: str
+        self,
+        request: Request,
+        close: bool,
+        found: OpenFile,
+        ctype: str,
+        coding: str,
+        representation: Fields,
     ) -> Planned:
         assert self.digests is not None
         try:
             value = await self.digests.compute(found.fd, found.stat)
         except BaseException:
-            os.close(found.fd)
+            found.close()
             raise
-        extra += f"Repr-Digest: {value}\r\n"
-        return self._plan_file(request, close, found, ctype, coding, extra, None)
+        representation += ((REPR_DIGEST, value),)
+        return self._plan_file(request, close, found, ctype, coding, representation, None)
 
     def _plan_file(
         self,
@@ -221,28 +237,23 @@ class Handler:
         found: OpenFile,
         ctype: str,
         coding: str,
-        extra: str,
+        representation: Fields,
         body: bytes | None,
     ) -> Planned:
         st = found.stat
-        facts = FileFacts(st.st_size, st.st_mtime_ns, ctype, coding, extra, self._vary)
-        # Cached responses are the identity ones for requests that do not negotiate.
+        facts = FileFacts(st.st_size, st.st_mtime_ns, ctype, coding, representation, self._vary)
         cache = self.cache
-        if (
-            cache is not None
-            and not coding
-            and st.st_size <= self.body_max
-            and (not self._vary or request.accept_encoding is None)
-        ):
+        if cache is not None and st.st_size <= self.body_max and self.cacheable(request):
             if body is None:
                 body = read_cached_bytes(found.fd, st.st_size)
             if body is not None:
-                cache.put(request.target, CachedFile(found.path, st, facts, body))
+                head = serialize(200, whole_file_fields(facts))
+                cache.put(request.target, CachedFile(found.path, st, head, body))
         plan = plan_file(request, facts, close)
         if not plan.uses_file:
-            os.close(found.fd)
+            found.close()
             return plan, None
-        return plan, found.fd
+        return plan, found
 
     # --- directory listings -----------------------------------------------------------------
 
@@ -250,31 +261,36 @@ class Handler:
         self, request: Request, close: bool, target: RequestPath, path: str
     ) -> Planned:
         """Scan in a worker thread (a huge directory must not stall the loop), render."""
-        from . import autoindex  # only servers with --autoindex load the page templates
+        # Imported here: only servers with --autoindex load the page templates.
+        from ..files import scan
+        from ..http import listing
 
         loop = asyncio.get_running_loop()
         try:
-            listing = await loop.run_in_executor(
-                None, autoindex.scan_directory, path, self.lookup.root, self.lookup.allow_dotfiles
-            )
+            found = await loop.run_in_executor(None, scan.scan_directory, path, self.lookup.root)
         except FileNotFoundError:
             return plan_error(404, request, close), None  # gone, or swapped for a link out
         except PermissionError:
             return plan_error(403, request, close), None
-        sort, order, as_json = autoindex.parse_listing_query(target.query)
+        sort, order, as_json = listing.parse_listing_query(target.query)
         if request.accept is not None and "application/json" in request.accept.lower():
             as_json = True
+        fields: Fields
         if as_json:
-            body = autoindex.render_json(listing, target.segments, sort, order, self.root_path)
-            fields = f"Content-Type: {autoindex.JSON_CONTENT_TYPE}\r\n"
+            body = listing.render_json(found, target.segments, sort, order, self.root_path)
+            fields = (("Content-Type", listing.JSON_CONTENT_TYPE),)
         else:
-            body = autoindex.render_html(listing, target.segments, sort, order, self.root_path)
+            body = listing.render_html(found, target.segments, sort, order, self.root_path)
             fields = (
-                f"Content-Type: {autoindex.HTML_CONTENT_TYPE}\r\n"
+                ("Content-Type", listing.HTML_CONTENT_TYPE),
                 # Only the page's own (hashed) style and script may run: a missed escape
                 # could still not execute anything.
-                f"Content-Security-Policy: {autoindex.CONTENT_SECURITY_POLICY}\r\n"
+                ("Content-Security-Policy", listing.CONTENT_SECURITY_POLICY),
             )
         # The listing changes whenever the directory does: no validators, no caching.
-        fields += "X-Content-Type-Options: nosniff\r\nCache-Control: no-cache\r\nVary: Accept\r\n"
+        fields += (
+            ("X-Content-Type-Options", "nosniff"),
+            ("Cache-Control", "no-cache"),
+            ("Vary", "Accept"),
+        )
         return plan_body(200, request, close, fields, body), None

@@ -9,7 +9,7 @@ import errno
 import os
 import sys
 
-from server.cli import main
+from server.process.cli import main
 
 GOOD_BYTES = 1024 * 1024
 

@@ -8,7 +8,7 @@ import errno
 import os
 import sys
 
-from server.cli import main
+from server.process.cli import main
 
 
 def _sendfile_unsupported(*args: object, **kwargs: object) -> int:

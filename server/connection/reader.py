@@ -1,0 +1,208 @@
+"""Reading request heads: httptools callbacks as tiny accumulators, and the limits.
+
+``RequestReader.feed`` parses what arrived and reports, without raising: the requests
+completed, in order (through ``on_request``), and the status of a request that must be
+refused (``Refusal``), after which nothing more is read. Limits are RFC 9112 §3's to
+choose; these are the project's contract, each answered with its status and a close.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import httptools
+
+from ..http.request import KEPT_FIELDS, Request
+
+log = logging.getLogger("zerocopy.protocol")
+
+MAX_TARGET_BYTES = 8 * 1024  # -> 414
+MAX_HEADER_BYTES = 16 * 1024  # -> 431 (sum of field lines)
+MAX_HEADER_FIELDS = 100  # -> 431
+# A head still incomplete after this many bytes is refused even if no single callback
+# fired yet (httptools buffers a field line until it ends).
+MAX_HEAD_BYTES = MAX_TARGET_BYTES + MAX_HEADER_BYTES + 1024  # -> 431
+# A request body (GET with Content-Length) is read and discarded up to this size.
+MAX_DISCARDED_BODY = 64 * 1024  # -> 413
+
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+class _Reject(Exception):
+    """Raised in a parser callback: answer ``status`` and close the connection."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class Upgrade(Exception):
+    """The request is complete, and what follows is another protocol we do not speak."""
+
+
+def invalid_method_status(data: bytes, completed_before: int) -> int:
+    """501 for a well-formed method we do not know (RFC 9110 §9.1), 400 for garbage (a TLS
+    ClientHello sent to the plain port, binary noise).
+
+    The failing request starts after the heads of the ``completed_before`` requests this
+    chunk finished first (pipelined GETs carry no bodies), or earlier than the chunk, in
+    which case the chunk continues its method token.
+    """
+    start = 0
+    for _ in range(completed_before):
+        end = data.find(b"\r\n\r\n", start)
+        if end < 0:
+            break
+        start = end + 4
+    token = data[start:].lstrip(b"\r\n").partition(b" ")[0]
+    return 501 if 0 < len(token) <= 32 and _TCHAR.issuperset(token) else 400
+
+
+class RequestReader:
+    """httptools' callback target for one connection."""
+
+    __slots__ = (
+        "_begins",
+        "_completes",
+        "_head_bytes",
+        "_in_head",
+        "_on_request",
+        "_parser",
+        "clock",
+        "peer",
+        "request",
+        "timed",
+    )
+
+    def __init__(
+        self, on_request: Callable[[Request], None], clock: Callable[[], float] | None
+    ) -> None:
+        self._parser = httptools.HttpRequestParser(self)
+        self._on_request = on_request
+        self.clock = clock  # stamps Request.started when responses are timed
+        self.request: Request | None = None  # the head being read, if one has begun
+        self._in_head = False
+        self._head_bytes = 0  # bytes of the unfinished head received so far
+        self._begins = 0
+        self._completes = 0
+        self.peer = "-"
+
+    def feed(self, data: bytes) -> int | None:
+        """Parse ``data``: None, or the status to refuse the connection with (or -1 for an
+        upgrade, which ends the requests without a refusal: the ones read are owed)."""
+        begins, completes = self._begins, self._completes
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            return -1
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Reject):
+                return self._refused(cause.status)
+            log.error("parser callback failed", exc_info=cause)
+            return self._refused(500)
+        except httptools.HttpParserInvalidMethodError:
+            return self._refused(invalid_method_status(data, self._completes - completes))
+        except httptools.HttpParserError as exc:
+            log.debug("bad request from %s: %s", self.peer, exc)
+            return self._refused(400)
+        if self._in_head:
+            return self._count_head_bytes(data, began_here=self._begins != begins)
+        return None
+
+    def _refused(self, status: int) -> int:
+        self._in_head = False
+        return status
+
+    def _count_head_bytes(self, data: bytes, began_here: bool) -> int | None:
+        """Bound a head that has not ended yet, whatever pace its bytes arrive at.
+
+        httptools holds an unfinished field line without telling us, so we count bytes.
+        When the head began in this chunk, it began after the chunk's last CRLFCRLF (an
+        unfinished head contains none): exact for pipelined GETs, an upper bound else.
+        """
+        if began_here:
+            end_of_previous = data.rfind(b"\r\n\r\n")
+            self._head_bytes = len(data) - (end_of_previous + 4 if end_of_previous >= 0 else 0)
+        else:
+            self._head_bytes += len(data)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            return self._refused(431)
+        return None
+
+    def abandon(self) -> Request | None:
+        """Stop reading the head in progress (it timed out); what had been read of it."""
+        request, self.request = self.request, None
+        self._in_head = False
+        return request
+
+    # --- httptools callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.request = Request()
+        self._in_head = True
+        self._begins += 1
+
+    def on_url(self, url: bytes) -> None:
+        request = self.request
+        assert request is not None
+        request.target += url
+        if len(request.target) > MAX_TARGET_BYTES:
+            raise _Reject(414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        request = self.request
+        assert request is not None
+        request.header_count += 1
+        request.header_bytes += len(name) + len(value) + 4
+        if request.header_count > MAX_HEADER_FIELDS or request.header_bytes > MAX_HEADER_BYTES:
+            raise _Reject(431)
+        lname = name.lower()
+        attr = KEPT_FIELDS.get(lname)
+        if attr is not None:
+            text = value.decode("latin-1")
+            old = getattr(request, attr)
+            if old is None:
+                setattr(request, attr, text)
+            elif attr == "host":
+                raise _Reject(400)  # RFC 9112 §3.2: more than one Host is a 400
+            else:
+                setattr(request, attr, f"{old}, {text}")
+        elif lname == b"content-length":
+            if not value.isdigit():
+                raise _Reject(400)
+            digits = value.lstrip(b"0")
+            # Compare by length first: Python refuses int() of more than 4300 digits, and
+            # llhttp lets any number of leading zeros through.
+            if len(digits) > 9 or int(digits or b"0") > MAX_DISCARDED_BODY:
+                raise _Reject(413)
+
+    def on_headers_complete(self) -> None:
+        request = self.request
+        assert request is not None
+        self._in_head = False
+        parser = self._parser
+        request.method = parser.get_method().decode("ascii", "replace")
+        request.version = parser.get_http_version()
+        if request.version != "1.1" and request.version != "1.0":
+            raise _Reject(505)
+        if request.host is None and request.version == "1.1":
+            raise _Reject(400)  # RFC 9112 §3.2: HTTP/1.1 without Host
+
+    def on_body(self, body: bytes) -> None:
+        request = self.request
+        assert request is not None
+        request.body_bytes += len(body)
+        if request.body_bytes > MAX_DISCARDED_BODY:
+            raise _Reject(413)
+
+    def on_message_complete(self) -> None:
+        request = self.request
+        assert request is not None
+        self.request = None
+        self._completes += 1
+        request.keep_alive = self._parser.should_keep_alive()
+        if self.clock is not None:
+            request.started = self.clock()
+        self._on_request(request)

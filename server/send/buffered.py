@@ -1,0 +1,63 @@
+"""The buffered path: ``pread`` + ``transport.write`` with flow control.
+
+The fallback for ``--no-sendfile``, TLS, and file systems without sendfile. Reads of
+cached pages happen on the loop thread, others in a worker thread (``read_chunk``).
+"""
+
+from __future__ import annotations
+
+from ..files.pagecache import read_chunk
+from ..http.multipart import FileWindow
+from ..http.plan import ResponsePlan
+from .channel import Channel, SendAborted, Tally
+from .pacing import Pacer
+from .spans import Move, send_window
+
+# Large enough to keep syscalls few, small enough that many slow clients do not hold much
+# memory (one chunk plus the transport's high-water mark each).
+BUFFERED_CHUNK = 256 * 1024
+
+
+def buffered_move(channel: Channel, fd: int) -> Move:
+    """The buffered ``move``: read a chunk, write it, wait while the transport is full."""
+
+    async def move(offset: int, count: int) -> int:
+        try:
+            chunk = await read_chunk(fd, min(count, BUFFERED_CHUNK), offset)
+        except OSError as exc:
+            raise SendAborted(f"read failed: {exc.strerror}") from exc
+        if not chunk:
+            return 0
+        if channel.is_closing():
+            raise SendAborted("connection closed")
+        channel.write(chunk)
+        await channel.writable()
+        return len(chunk)
+
+    return move
+
+
+async def send_buffered(
+    channel: Channel,
+    head: bytes,
+    plan: ResponsePlan,
+    fd: int | None,
+    pacer: Pacer | None,
+    tally: Tally,
+) -> Tally:
+    """Write the head and body through the transport, respecting flow control."""
+    if channel.is_closing():
+        raise SendAborted("connection closed")
+    channel.write(head)
+    move = buffered_move(channel, fd) if fd is not None else None
+    for seg in plan.segments:
+        if isinstance(seg, FileWindow):
+            assert fd is not None and move is not None
+            await send_window(fd, seg.offset, seg.length, move, pacer, tally)
+        else:
+            if channel.is_closing():
+                raise SendAborted("connection closed")
+            channel.write(seg)
+            tally.sent += len(seg)
+            await channel.writable()
+    return tally
