@@ -40,7 +40,7 @@ class TransportChannel:
         self.loop = loop
         self.transport = transport
         self.sock_fd = -1
-        self.sock_family = socket.AF_INET
+        self.sock_family: socket.AddressFamily = socket.AF_INET
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.sock_fd = sock.fileno()

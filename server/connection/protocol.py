@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from typing import cast
 
 from ..http.forwarded import UNIX_PEER
 from ..http.plan import plan_error
@@ -60,7 +61,8 @@ class HttpProtocol(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        channel = self.channel = TransportChannel(self.loop, transport)  # type: ignore[arg-type]
+        # uvloop's transports are no asyncio.Transport subclasses, but have its methods.
+        channel = self.channel = TransportChannel(self.loop, cast(asyncio.Transport, transport))
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Responses are written whole; Nagle would only delay their last segment.
@@ -76,7 +78,7 @@ class HttpProtocol(asyncio.Protocol):
             # connection it cannot serve (RFC 9110 §15.6.4: 503 with Retry-After).
             self.no_more_requests = True
             plan = plan_error(503, None, close=True, extra=RETRY_AFTER)
-            channel.write(plan.head() + b"".join(plan.segments))  # type: ignore[arg-type]
+            channel.write(plan.wire())
             self.close_gracefully()
             shared.rejected_connections += 1
             return

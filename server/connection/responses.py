@@ -202,12 +202,12 @@ class Responder:
         """Send a plan: in one write when its body is small (or absent), else by a task."""
         shared = self.shared
         conn = self.conn
-        head = plan.head(request.version)
         send_body: SendBody
         if file is None:
-            conn.write(head + b"".join(plan.segments))  # type: ignore[arg-type]
+            conn.write(plan.wire(request.version))
             self._finish(request, plan.status, plan.body_length, "inline", plan.close)
             return
+        head = plan.head(request.version)
         if plan.body_length <= shared.inline_max:
             try:
                 buf = render_inline(head, plan, file.fd)
@@ -304,7 +304,7 @@ class Responder:
         plan = plan_error(status, None, close=True)
         conn = self.conn
         if not conn.transport_closing():
-            conn.write(plan.head() + b"".join(plan.segments))  # type: ignore[arg-type]
+            conn.write(plan.wire())
         # One access-log line per response, refused ones too; the request line is "-":
         # what could not be parsed is not echoed.
         refused = request if request is not None else Request()

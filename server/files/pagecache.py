@@ -19,14 +19,14 @@ from aiofiles.os import wrap as _aio_wrap
 # errnos that mean "this kernel or file system cannot do that call" (sendfile, RWF_NOWAIT).
 UNSUPPORTED = frozenset({errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
 
-_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
+_RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
 _pread_in_thread = _aio_wrap(os.pread)
 
 
 class _NoWait:
     """Whether ``preadv(RWF_NOWAIT)`` works here; turned off at the first refusal."""
 
-    enabled = _RWF_NOWAIT is not None
+    enabled = _RWF_NOWAIT != 0
 
 
 def preadv_cached(fd: int, buf: bytearray | memoryview, offset: int) -> int | None:

@@ -84,7 +84,8 @@ def _forwarded_elements(value: str) -> list[dict[str, str]]:
 
 
 def _split_outside_quotes(text: str, sep: str) -> Iterable[str]:
-    part, quoted = [], False
+    part: list[str] = []
+    quoted = False
     for ch in text:
         if ch == '"':
             quoted = not quoted

@@ -41,8 +41,8 @@ def _compute(ext: str) -> str:
     if ext in _OVERRIDES:
         ctype = _OVERRIDES[ext]
     else:
-        ctype = mimetypes.types_map.get(ext) or mimetypes.types_map.get(ext.lower())
-        ctype = ctype or DEFAULT_TYPE
+        found = mimetypes.types_map.get(ext) or mimetypes.types_map.get(ext.lower())
+        ctype = found or DEFAULT_TYPE
     if ctype.startswith("text/") or ctype in _TEXTUAL:
         ctype += "; charset=utf-8"
     return ctype

@@ -48,6 +48,11 @@ class ResponsePlan:
         """The head as it goes on the wire to a client speaking HTTP/``version``."""
         return render(self.status, self.fields, self.close, version)
 
+    def wire(self, version: str = "1.1") -> bytes:
+        """Head and body of a plan that reads no file, as one write."""
+        assert not self.uses_file
+        return self.head(version) + b"".join([s for s in self.segments if isinstance(s, bytes)])
+
 
 def plan_error(
     status: int, request: Request | None, close: bool, extra: Fields = ()

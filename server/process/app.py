@@ -106,7 +106,7 @@ async def serve(
     context = tls_context(config)
     if context is not None:
         loop.set_exception_handler(_quiet_handshake_errors)
-    servers = [
+    servers: list[asyncio.AbstractServer] = [
         # backlog again: both loops call listen() on a given socket with their default 100.
         await loop.create_server(
             lambda: HttpProtocol(state), sock=sock, backlog=DEFAULT_BACKLOG, ssl=context
@@ -123,7 +123,8 @@ async def serve(
         host, port = parse_address(config.metrics)  # type: ignore[misc]  # checked by the CLI
         metrics = await start_metrics_server(state, host, port + worker if port else 0, worker)
         servers.append(metrics)
-        log.info("metrics at http://%s/metrics", describe(metrics.sockets[0])[7:].rstrip("/"))
+        bound = metrics.sockets[0]  # type: ignore[attr-defined]  # a Server, not Abstract
+        log.info("metrics at http://%s/metrics", describe(bound)[7:].rstrip("/"))
     if on_ready is not None:
         on_ready(state)
 

@@ -59,7 +59,7 @@ class GuardedListener(socket.socket):
             os.close(self._reserve_fd)
             self._reserve_fd = -1
             try:
-                fd, _ = self._accept()  # type: ignore[attr-defined]
+                fd, _ = self._accept()  # type: ignore[attr-defined]  # socket.socket internal
             except OSError:
                 fd = -1  # nothing pending (EAGAIN), or still out of descriptors
             if fd >= 0:
@@ -209,7 +209,7 @@ def inherited_sockets(environ: dict[str, str] | None = None) -> list[socket.sock
         return []
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         env.pop(name, None)
-    sockets = []
+    sockets: list[socket.socket] = []
     for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
         os.set_inheritable(fd, False)
         sock = GuardedListener(fileno=fd)

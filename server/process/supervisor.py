@@ -99,9 +99,9 @@ class Supervisor:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._forward)
-        for index in range(len(self.listener_sets)):
-            self._spawn(index)
-        deadline = None
+        for first in range(len(self.listener_sets)):
+            self._spawn(first)
+        deadline: float | None = None
         while self.pids:
             if self.stopping and deadline is None:
                 deadline = time.monotonic() + self.shutdown_timeout + 10
@@ -117,9 +117,9 @@ class Supervisor:
             if pid == 0:
                 time.sleep(0.05)
                 continue
-            index = self.pids.pop(pid, None)
-            if index is None:
+            if pid not in self.pids:
                 continue
+            index = self.pids.pop(pid)
             if self.stopping:
                 log.info("worker %d (pid %d) exited", index, pid)
                 continue

@@ -119,9 +119,10 @@ class Handler:
 
     def respond_cached(self, request: Request) -> CachedFile | None:
         """The cached 200 for ``request``, or None to plan it."""
-        if not self.cacheable(request):
+        cache = self.cache
+        if cache is None or not self.cacheable(request):
             return None
-        return self.cache.get(request.target)  # type: ignore[union-attr]  # cacheable: set
+        return cache.get(request.target)
 
     def plan(self, request: Request, close: bool) -> Planned | Deferred:
         """The plan for ``request`` and the file its body windows read (the caller's)."""

@@ -17,7 +17,8 @@ they see.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from ..http.plan import ResponsePlan
 from .buffered import send_buffered
@@ -27,7 +28,8 @@ from .loopsendfile import send_loop_sendfile
 from .pacing import Pacer
 
 SendBody = Callable[
-    [Channel, bytes, ResponsePlan, "int | None", "Pacer | None", Tally], Awaitable[Tally]
+    [Channel, bytes, ResponsePlan, "int | None", "Pacer | None", Tally],
+    Coroutine[Any, Any, Tally],
 ]
 
 SENDERS: dict[str, SendBody] = {

@@ -10,6 +10,7 @@ access log and the send deadline).
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Protocol
 
 
@@ -19,7 +20,7 @@ class Channel(Protocol):
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport  # for the stdlib loop's loop.sendfile(transport, ...)
     sock_fd: int  # the connection's socket (-1: none), to dup for sendfile
-    sock_family: int
+    sock_family: socket.AddressFamily
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue bytes on the transport (counted as progress)."""

@@ -10,9 +10,9 @@ position, where asyncio leaves them.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import socket
+from typing import BinaryIO
 
 from ..http.multipart import FileWindow
 from ..http.plan import ResponsePlan
@@ -80,7 +80,7 @@ async def send_loop_sendfile(
 
 async def _window(
     channel: Channel,
-    file: io.RawIOBase,
+    file: BinaryIO,
     fd: int,
     seg: FileWindow,
     pacer: Pacer | None,
@@ -101,7 +101,7 @@ async def _window(
     )
 
 
-def _span_move(channel: Channel, file: io.RawIOBase, tally: Tally) -> Move:
+def _span_move(channel: Channel, file: BinaryIO, tally: Tally) -> Move:
     transport = channel.transport
     loop = channel.loop
 
@@ -130,7 +130,7 @@ def _span_move(channel: Channel, file: io.RawIOBase, tally: Tally) -> Move:
     return move
 
 
-def _count_partial(file: io.RawIOBase, offset: int, tally: Tally) -> None:
+def _count_partial(file: BinaryIO, offset: int, tally: Tally) -> None:
     """What an interrupted loop.sendfile moved: asyncio leaves the file's position after
     the bytes it sent (and does not move it when it sent none)."""
     try:
