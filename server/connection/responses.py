@@ -29,7 +29,7 @@ from ..http.plan import ResponsePlan, plan_error
 from ..http.request import Request
 from ..observe.record import CLIENT_ABORTED, COMPLETE, SERVER_ERROR
 from ..respond.handler import Deferred, Planned
-from ..send import Pacer, SendAborted, SendBody, Tally
+from ..send import ClientGone, Pacer, SendAborted, SendBody, Tally
 from ..send.buffered import send_buffered
 from ..send.inline import render_inline
 from .phases import Phase
@@ -281,7 +281,7 @@ class Responder:
                 self.run()
             return
         if isinstance(exc, (SendAborted, ConnectionError)):
-            gone = isinstance(exc, ConnectionError) or conn.transport_closing()
+            gone = isinstance(exc, (ClientGone, ConnectionError)) or conn.transport_closing()
             log.debug("response to %s aborted after %d bytes: %s", conn.peer, tally.sent, exc)
             self._record(request, plan.status, tally, CLIENT_ABORTED if gone else SERVER_ERROR)
         else:

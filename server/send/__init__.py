@@ -22,7 +22,7 @@ from typing import Any
 
 from ..http.plan import ResponsePlan
 from .buffered import send_buffered
-from .channel import Channel, FileShrank, SendAborted, Tally
+from .channel import Channel, ClientGone, FileShrank, SendAborted, Tally
 from .dupsendfile import send_sendfile
 from .loopsendfile import send_loop_sendfile
 from .pacing import Pacer
@@ -38,4 +38,13 @@ SENDERS: dict[str, SendBody] = {
     "buffered": send_buffered,
 }
 
-__all__ = ["SENDERS", "Channel", "FileShrank", "Pacer", "SendAborted", "SendBody", "Tally"]
+__all__ = [
+    "SENDERS",
+    "Channel",
+    "ClientGone",
+    "FileShrank",
+    "Pacer",
+    "SendAborted",
+    "SendBody",
+    "Tally",
+]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..files.pagecache import read_chunk
 from ..http.multipart import FileWindow
 from ..http.plan import ResponsePlan
-from .channel import Channel, SendAborted, Tally
+from .channel import Channel, ClientGone, SendAborted, Tally
 from .pacing import Pacer
 from .spans import Move, send_window
 
@@ -29,7 +29,7 @@ def buffered_move(channel: Channel, fd: int) -> Move:
         if not chunk:
             return 0
         if channel.is_closing():
-            raise SendAborted("connection closed")
+            raise ClientGone("connection closed")
         channel.write(chunk)
         await channel.writable()
         return len(chunk)
@@ -47,7 +47,7 @@ async def send_buffered(
 ) -> Tally:
     """Write the head and body through the transport, respecting flow control."""
     if channel.is_closing():
-        raise SendAborted("connection closed")
+        raise ClientGone("connection closed")
     channel.write(head)
     move = buffered_move(channel, fd) if fd is not None else None
     for seg in plan.segments:
@@ -56,7 +56,7 @@ async def send_buffered(
             await send_window(fd, seg.offset, seg.length, move, pacer, tally)
         else:
             if channel.is_closing():
-                raise SendAborted("connection closed")
+                raise ClientGone("connection closed")
             channel.write(seg)
             tally.sent += len(seg)
             await channel.writable()

@@ -52,5 +52,9 @@ class SendAborted(Exception):
     """The response cannot be completed (client gone, file shrank, read error)."""
 
 
+class ClientGone(SendAborted):
+    """The client left (reset, closed, or the transport is closing): not our failure."""
+
+
 class FileShrank(SendAborted):
     """The file ended before the promised Content-Length."""

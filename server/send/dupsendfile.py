@@ -20,7 +20,7 @@ from ..files.pagecache import UNSUPPORTED
 from ..http.multipart import FileWindow
 from ..http.plan import ResponsePlan
 from .buffered import buffered_move, send_buffered
-from .channel import Channel, SendAborted, Tally
+from .channel import Channel, ClientGone, SendAborted, Tally
 from .pacing import Pacer
 from .spans import Move, send_window
 
@@ -174,7 +174,7 @@ async def send_sendfile(
             await channel.drained()  # the dup's close uncorks: after the transport's bytes
         return tally
     except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
-        raise SendAborted("client went away") from exc
+        raise ClientGone("client went away") from exc
     finally:
         dup.close()
 

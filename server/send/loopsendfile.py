@@ -17,7 +17,7 @@ from typing import BinaryIO
 from ..http.multipart import FileWindow
 from ..http.plan import ResponsePlan
 from .buffered import buffered_move
-from .channel import Channel, SendAborted, Tally
+from .channel import Channel, ClientGone, SendAborted, Tally
 from .dupsendfile import cork
 from .pacing import Pacer
 from .spans import Move, send_window
@@ -55,7 +55,7 @@ async def send_loop_sendfile(
     """Head through the transport, file windows with ``loop.sendfile(transport, ...)``."""
     transport = channel.transport
     if channel.is_closing():
-        raise SendAborted("connection closed")
+        raise ClientGone("connection closed")
     sock = transport.get_extra_info("socket")
     corked = sock is not None and cork(sock, True)
     channel.write(head)
@@ -67,7 +67,7 @@ async def send_loop_sendfile(
                 await _window(channel, file, fd, seg, pacer, tally)
             else:
                 if channel.is_closing():
-                    raise SendAborted("connection closed")
+                    raise ClientGone("connection closed")
                 channel.write(seg)
                 tally.sent += len(seg)
     finally:
@@ -113,16 +113,19 @@ def _span_move(channel: Channel, file: BinaryIO, tally: Tally) -> Move:
             # be sent this way, or the client already left. Fall back only when the
             # connection lives, else the fallback's writes go to a dead transport.
             if channel.is_closing() or not _tcp_alive(transport):
-                raise SendAborted("client went away") from exc
+                raise ClientGone("client went away") from exc
             raise _FellBack from exc
-        except (ConnectionError, OSError) as exc:
+        except ConnectionError as exc:
+            _count_partial(file, offset, tally)
+            raise ClientGone(f"client went away: {exc}") from exc
+        except OSError as exc:
             _count_partial(file, offset, tally)
             raise SendAborted(f"sendfile failed: {exc}") from exc
         except RuntimeError as exc:
             if not transport.is_closing():
                 raise
             _count_partial(file, offset, tally)
-            raise SendAborted("client went away") from exc  # "Transport is closing"
+            raise ClientGone("client went away") from exc  # "Transport is closing"
         except asyncio.CancelledError:
             _count_partial(file, offset, tally)
             raise
