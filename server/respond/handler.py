@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..files.digests import DigestCache
 from ..files.filecache import CachedFile, FileCache
@@ -73,6 +73,10 @@ class Features:
     codings: tuple[str, ...] = ()  # precompressed variants, in order of preference
     attachment: bool = False  # Content-Disposition: attachment on every file
     digest: bool = False  # Repr-Digest: sha-256
+
+
+def _with_digest(facts: FileFacts, value: str) -> FileFacts:
+    return replace(facts, representation=(*facts.representation, (REPR_DIGEST, value)))
 
 
 class Handler:
@@ -193,34 +197,25 @@ class Handler:
                     return plan_error(406, request, close, self._vary), None
         if features.attachment or wants_download(target.query):
             representation += (content_disposition(name),)
+        st = found.stat
+        facts = FileFacts(st.st_size, st.st_mtime_ns, ctype, coding, representation, self._vary)
         body = None
         digests = self.digests
         if digests is not None and wants_sha256(request.want_repr_digest):
-            value = digests.get(found.stat)
-            if value is None and found.stat.st_size <= self.body_max:
+            value = digests.get(st)
+            if value is None and st.st_size <= self.body_max:
                 # Small: hash the bytes the cache reads anyway, here, in microseconds.
-                body = read_cached_bytes(found.fd, found.stat.st_size)
+                body = read_cached_bytes(found.fd, st.st_size)
                 if body is not None:
-                    value = digests.put_bytes(found.stat, body)
+                    value = digests.put_bytes(st, body)
             if value is None:
                 file = found
-                return Deferred(
-                    lambda: self._file_with_digest(
-                        request, close, file, ctype, coding, representation
-                    ),
-                    file,
-                )
-            representation += ((REPR_DIGEST, value),)
-        return self._plan_file(request, close, found, ctype, coding, representation, body)
+                return Deferred(lambda: self._file_with_digest(request, close, file, facts), file)
+            facts = _with_digest(facts, value)
+        return self._plan_file(request, close, found, facts, body)
 
     async def _file_with_digest(
-        self,
-        request: Request,
-        close: bool,
-        found: OpenFile,
-        ctype: str,
-        coding: str,
-        representation: Fields,
+        self, request: Request, close: bool, found: OpenFile, facts: FileFacts
     ) -> Planned:
         assert self.digests is not None
         try:
@@ -228,21 +223,12 @@ class Handler:
         except BaseException:
             found.close()
             raise
-        representation += ((REPR_DIGEST, value),)
-        return self._plan_file(request, close, found, ctype, coding, representation, None)
+        return self._plan_file(request, close, found, _with_digest(facts, value), None)
 
     def _plan_file(
-        self,
-        request: Request,
-        close: bool,
-        found: OpenFile,
-        ctype: str,
-        coding: str,
-        representation: Fields,
-        body: bytes | None,
+        self, request: Request, close: bool, found: OpenFile, facts: FileFacts, body: bytes | None
     ) -> Planned:
         st = found.stat
-        facts = FileFacts(st.st_size, st.st_mtime_ns, ctype, coding, representation, self._vary)
         cache = self.cache
         if cache is not None and st.st_size <= self.body_max and self.cacheable(request):
             if body is None:

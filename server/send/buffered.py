@@ -6,12 +6,24 @@ cached pages happen on the loop thread, others in a worker thread (``read_chunk`
 
 from __future__ import annotations
 
+import logging
+
 from ..files.pagecache import read_chunk
 from ..http.multipart import FileWindow
 from ..http.plan import ResponsePlan
 from .channel import Channel, ClientGone, SendAborted, Tally
 from .pacing import Pacer
 from .spans import Move, send_window
+
+log = logging.getLogger("zerocopy.send")
+
+FALLBACK = "buffered-fallback"  # the via of a response a zero-copy path handed over
+
+
+class Unsupported(Exception):
+    """Raised by a zero-copy ``move``: this file cannot be sent that way (some FUSE or
+    /proc files refuse sendfile); the rest goes buffered."""
+
 
 # Large enough to keep syscalls few, small enough that many slow clients do not hold much
 # memory (one chunk plus the transport's high-water mark each).
@@ -35,6 +47,24 @@ def buffered_move(channel: Channel, fd: int) -> Move:
         return len(chunk)
 
     return move
+
+
+async def send_window_or_buffered(
+    channel: Channel, fd: int, seg: FileWindow, move: Move, pacer: Pacer | None, tally: Tally
+) -> None:
+    """A window by ``move``; if it raises Unsupported, the rest of the window, and every
+    later one (``tally.via`` says so), goes through the transport, in order."""
+    start = tally.sent
+    if tally.via != FALLBACK:
+        try:
+            await send_window(fd, seg.offset, seg.length, move, pacer, tally)
+            return
+        except Unsupported:
+            log.debug("sendfile unavailable for this file; falling back to buffered")
+            tally.via = FALLBACK
+    done = tally.sent - start
+    rest = buffered_move(channel, fd)
+    await send_window(fd, seg.offset + done, seg.length - done, rest, pacer, tally)
 
 
 async def send_buffered(

@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import logging
 import os
 import socket
 
 from ..files.pagecache import UNSUPPORTED
 from ..http.multipart import FileWindow
 from ..http.plan import ResponsePlan
-from .buffered import buffered_move, send_buffered
+from .buffered import FALLBACK, Unsupported, send_buffered, send_window_or_buffered
 from .channel import Channel, ClientGone, SendAborted, Tally
 from .pacing import Pacer
-from .spans import Move, send_window
-
-log = logging.getLogger("zerocopy.send")
+from .spans import Move
 
 # Linux moves at most 0x7ffff000 bytes per sendfile call (MAX_RW_COUNT).
 SENDFILE_MAX_CHUNK = 0x7FFFF000
@@ -101,10 +98,6 @@ class _DupSocket:
         self.sock.close()
 
 
-class _SendfileUnsupported(Exception):
-    """This file cannot be sendfile'd (some FUSE or /proc files): go buffered."""
-
-
 def _sendfile_move(dup: _DupSocket, fd: int) -> Move:
     since_yield = 0
     owed_wait = False
@@ -126,7 +119,7 @@ def _sendfile_move(dup: _DupSocket, fd: int) -> Move:
                 continue
             except OSError as exc:
                 if exc.errno in UNSUPPORTED:
-                    raise _SendfileUnsupported from exc
+                    raise Unsupported from exc
                 if isinstance(exc, ConnectionError):
                     raise
                 raise SendAborted(f"sendfile failed: {exc.strerror}") from exc
@@ -153,7 +146,7 @@ async def send_sendfile(
     except OSError as exc:
         if exc.errno not in (errno.EMFILE, errno.ENFILE):
             raise
-        tally.via = "buffered-fallback"  # no descriptor to spare for the dup
+        tally.via = FALLBACK  # no descriptor to spare for the dup
         return await send_buffered(channel, head, plan, fd, pacer, tally)
     try:
         segments = plan.segments
@@ -163,34 +156,17 @@ async def send_sendfile(
         for i, seg in enumerate(segments):
             if isinstance(seg, FileWindow):
                 assert fd is not None and move is not None
-                await _window(channel, fd, seg, move, pacer, tally)
-            elif tally.via == "buffered-fallback":
+                await send_window_or_buffered(channel, fd, seg, move, pacer, tally)
+            elif tally.via == FALLBACK:
                 channel.write(seg)  # after the transport's writes, in order
                 tally.sent += len(seg)
             else:
                 await dup.send_all(seg, more=i < last)
                 tally.sent += len(seg)
-        if tally.via == "buffered-fallback":
+        if tally.via == FALLBACK:
             await channel.drained()  # the dup's close uncorks: after the transport's bytes
         return tally
     except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
         raise ClientGone("client went away") from exc
     finally:
         dup.close()
-
-
-async def _window(
-    channel: Channel, fd: int, seg: FileWindow, move: Move, pacer: Pacer | None, tally: Tally
-) -> None:
-    """One window with sendfile; the rest of it buffered if the file refuses sendfile."""
-    start = tally.sent
-    if tally.via != "buffered-fallback":
-        try:
-            await send_window(fd, seg.offset, seg.length, move, pacer, tally)
-            return
-        except _SendfileUnsupported:
-            log.debug("sendfile unavailable for this file; falling back to buffered")
-            tally.via = "buffered-fallback"
-    done = tally.sent - start
-    fallback = buffered_move(channel, fd)
-    await send_window(fd, seg.offset + done, seg.length - done, fallback, pacer, tally)

@@ -10,19 +10,16 @@ position, where asyncio leaves them.
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 from typing import BinaryIO
 
 from ..http.multipart import FileWindow
 from ..http.plan import ResponsePlan
-from .buffered import buffered_move
+from .buffered import Unsupported, send_window_or_buffered
 from .channel import Channel, ClientGone, SendAborted, Tally
 from .dupsendfile import cork
 from .pacing import Pacer
-from .spans import Move, send_window
-
-log = logging.getLogger("zerocopy.send")
+from .spans import Move
 
 # TCP states in which we may still send (linux/tcp_states.h): ESTABLISHED, CLOSE_WAIT.
 _TCP_SENDABLE_STATES = frozenset({1, 8})
@@ -38,10 +35,6 @@ def _tcp_alive(transport: asyncio.BaseTransport) -> bool:
     except (OSError, AttributeError):
         return True  # no TCP_INFO here: assume alive, as before the probe
     return info[0] in _TCP_SENDABLE_STATES
-
-
-class _FellBack(Exception):
-    """loop.sendfile cannot send this file: the rest goes buffered."""
 
 
 async def send_loop_sendfile(
@@ -64,7 +57,8 @@ async def send_loop_sendfile(
         for seg in plan.segments:
             if isinstance(seg, FileWindow):
                 assert file is not None and fd is not None
-                await _window(channel, file, fd, seg, pacer, tally)
+                move = _span_move(channel, file, tally)
+                await send_window_or_buffered(channel, fd, seg, move, pacer, tally)
             else:
                 if channel.is_closing():
                     raise ClientGone("connection closed")
@@ -76,29 +70,6 @@ async def send_loop_sendfile(
         if corked and not transport.is_closing():
             cork(sock, False)
     return tally
-
-
-async def _window(
-    channel: Channel,
-    file: BinaryIO,
-    fd: int,
-    seg: FileWindow,
-    pacer: Pacer | None,
-    tally: Tally,
-) -> None:
-    start = tally.sent
-    if tally.via != "buffered-fallback":
-        try:
-            move = _span_move(channel, file, tally)
-            await send_window(fd, seg.offset, seg.length, move, pacer, tally)
-            return
-        except _FellBack:
-            log.debug("sendfile unavailable for this file; falling back to buffered")
-            tally.via = "buffered-fallback"
-    done = tally.sent - start
-    await send_window(
-        fd, seg.offset + done, seg.length - done, buffered_move(channel, fd), pacer, tally
-    )
 
 
 def _span_move(channel: Channel, file: BinaryIO, tally: Tally) -> Move:
@@ -114,7 +85,7 @@ def _span_move(channel: Channel, file: BinaryIO, tally: Tally) -> Move:
             # connection lives, else the fallback's writes go to a dead transport.
             if channel.is_closing() or not _tcp_alive(transport):
                 raise ClientGone("client went away") from exc
-            raise _FellBack from exc
+            raise Unsupported from exc
         except ConnectionError as exc:
             _count_partial(file, offset, tally)
             raise ClientGone(f"client went away: {exc}") from exc
