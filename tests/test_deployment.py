@@ -222,6 +222,35 @@ def test_workers_stop_when_the_supervisor_is_killed(tree, tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
+def test_stopped_workers_are_killed_after_the_shutdown_timeout_and_grace(tree, tmp_path):
+    """The review's reproduction: --workers 2 --shutdown-timeout 1, both workers SIGSTOPped,
+    SIGTERM to the supervisor. It used to block in waitpid(-1, 0) forever (the call is
+    retried after each signal), so its kill deadline never fired."""
+    from server.process.supervisor import EXIT_KILLED_WORKERS, KILL_GRACE
+
+    srv = ServerProcess(
+        tree.root, ["--workers", "2", "--shutdown-timeout", "1"], logdir=tmp_path
+    ).start()
+    workers: set[int] = set()
+    try:
+        assert wait_for(lambda: len(children(srv.proc.pid)) == 2)
+        workers = children(srv.proc.pid)
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        code = srv.proc.wait(1 + KILL_GRACE + 15)  # generous: the bound is the point
+        took = time.monotonic() - started
+    finally:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert code == EXIT_KILLED_WORKERS != 0
+    assert took >= 1 + KILL_GRACE - 0.5, took  # not before the timeout and its grace
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+    assert "did not stop in time: killing it" in srv.stderr()
+
+
 def test_workers_auto_is_the_cpu_count(tree, tmp_path):
     from server.process.cli import available_cpus
 
@@ -299,6 +328,34 @@ def test_root_path_redirects_and_accepts_both_forms(tree, tmp_path):
     assert (r[2].status, r[2].header("location")) == (301, "dir/")
     assert (r[3].status, r[3].header("location")) == (301, "files/?x=1")
     assert (r[4].status, r[4].header("location")) == (301, "/files/noindex/")
+
+
+def test_root_path_with_non_ascii_is_percent_encoded_not_a_traceback(tree, tmp_path):
+    # Used to crash at start with a UnicodeEncodeError traceback (handler.py:82).
+    with ServerProcess(tree.root, ["--root-path", "/fichiers-\u00e9"], logdir=tmp_path) as srv:
+        data = (
+            get("/fichiers-%C3%A9/hello.txt")
+            + get("/fichiers-%C3%A9")
+            + get("http://h/fichiers-%C3%A9/dir")  # absolute-form: the same as origin-form
+        )
+        r, _ = exchange(srv.port, data, expect=3)
+        assert "Traceback" not in srv.stderr()
+    assert r[0].status == 200 and bytes(r[0].body) == tree.files["hello.txt"]
+    assert (r[1].status, r[1].header("location")) == (301, "fichiers-%C3%A9/")
+    assert (r[2].status, r[2].header("location")) == (301, "dir/")
+
+
+@pytest.mark.parametrize("bad", ["/a b", "/a\tb", "/%zz", "/a/../b", "/a?b"])
+def test_bad_root_path_is_a_usage_error(tree, bad):
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "-d", str(tree.root), "--root-path", bad],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2 and "root path" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # --- TLS ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from server.http.paths import (
     TargetError,
     directory_redirect,
     parse_target,
+    strip_root_path,
 )
 
 
@@ -46,6 +47,8 @@ from server.http.paths import (
         pytest.param(b"http://host", (), id="absolute-form-without-path-is-root"),
         pytest.param(b"http://host?q", (), id="absolute-form-query-without-path"),
         pytest.param(b"http://host/../../etc", ("etc",), id="absolute-form-dotdot-clamped"),
+        pytest.param(b"/file.bin/.", ("file.bin",), id="final-dot-segment"),
+        pytest.param(b"/sub/sub/..", ("sub",), id="final-dotdot-segment"),
     ],
 )
 def test_target_is_decoded_once_and_never_climbs_above_root(target, segments):
@@ -54,6 +57,40 @@ def test_target_is_decoded_once_and_never_climbs_above_root(target, segments):
     for seg in path.segments:
         assert seg not in ("", ".", "..")
         assert "/" not in seg and "\\" not in seg and "\x00" not in seg
+
+
+@pytest.mark.parametrize(
+    ("target", "trailing"),
+    [
+        pytest.param(b"/a", False, id="no-slash"),
+        pytest.param(b"/a/", True, id="slash"),
+        # RFC 3986 §5.2.4: a final dot segment leaves a trailing slash; nginx agrees (the
+        # differential fuzzer found /file.bin/. served as the file).
+        pytest.param(b"/file.bin/.", True, id="final-dot-is-a-directory-path"),
+        pytest.param(b"/file.bin/zz/..", True, id="final-dotdot-is-a-directory-path"),
+        pytest.param(b"/%2e", True, id="encoded-final-dot"),
+        pytest.param(b"/a/..", True, id="final-dotdot-to-root"),
+        pytest.param(b"/a/...", False, id="three-dots-is-a-name-no-slash"),
+        pytest.param(b"/a/b?x=/.", False, id="dot-in-query-does-not-count"),
+    ],
+)
+def test_trailing_slash_comes_from_the_normalized_path(target, trailing):
+    assert parse_target(target).trailing_slash is trailing
+
+
+@pytest.mark.parametrize(
+    ("target", "prefix", "stripped"),
+    [
+        pytest.param(b"/files/a", b"/files", b"/a", id="origin-form-under-prefix"),
+        pytest.param(b"/files", b"/files", None, id="the-mount-point-itself"),
+        pytest.param(b"/a", b"/files", b"/a", id="without-prefix-unchanged"),
+        pytest.param(b"http://h/files/sub", b"/files", b"/sub", id="absolute-form-under-prefix"),
+        pytest.param(b"http://h/files?x", b"/files", None, id="absolute-form-mount-point"),
+        pytest.param(b"http://h/a", b"/files", b"/a", id="absolute-form-without-prefix"),
+    ],
+)
+def test_strip_root_path_accepts_both_target_forms(target, prefix, stripped):
+    assert strip_root_path(target, prefix) == stripped
 
 
 @pytest.mark.parametrize(

@@ -99,10 +99,17 @@ class Deadline:
         self._timer: _Cancellable | None = None
         self._timer_at = 0.0
 
-    def set(self, watch: Watch, seconds: float) -> None:
-        """From now on, guard ``watch`` until ``seconds`` from now."""
+    def set(self, watch: Watch, seconds: float) -> float:
+        """From now on, guard ``watch`` until ``seconds`` from now; that time."""
+        at = self._clock.time() + seconds
+        self.set_at(watch, at)
+        return at
+
+    def set_at(self, watch: Watch, at: float) -> None:
+        """From now on, guard ``watch`` until the clock reads ``at`` (maybe already past:
+        then it fires at the next turn)."""
         self.watch = watch
-        self._at = at = self._clock.time() + seconds
+        self._at = at
         timer = self._timer
         if timer is None or self._timer_at > at:
             if timer is not None:

@@ -22,7 +22,7 @@ from typing import cast
 from ..http.forwarded import UNIX_PEER
 from ..http.plan import plan_error
 from ..http.request import Request
-from ..observe.record import CLIENT_ABORTED, SERVER_ERROR, TIMED_OUT
+from ..observe.record import CLIENT_ABORTED, COMPLETE, SERVER_ERROR, TIMED_OUT
 from ..respond.handler import RETRY_AFTER
 from .channel import TransportChannel
 from .deadlines import Action, Deadline, Watch, expired
@@ -54,6 +54,7 @@ class HttpProtocol(asyncio.Protocol):
         self.no_more_requests = False  # stop parsing: Connection: close, error, upgrade, EOF
         self.reading_paused = False
         self._progress_mark: tuple[int, int, int] = (0, 0, 0)
+        self._head_due = 0.0  # when the unfinished head's --header-timeout runs out
 
     def move(self, phase: Phase) -> None:
         self.phase = checked_move(self.phase, phase)
@@ -79,13 +80,15 @@ class HttpProtocol(asyncio.Protocol):
             self.no_more_requests = True
             plan = plan_error(503, None, close=True, extra=RETRY_AFTER)
             channel.write(plan.wire())
+            refused = Request(method="")  # logged with the request line "-", as refusals are
+            shared.observer.record(self.peer, refused, 503, plan.body_length, "inline", COMPLETE)
             self.close_gracefully()
             shared.rejected_connections += 1
             return
         shared.connections.add(self)
         shared.stats.connections_total += 1
         # The first request's head must arrive within --header-timeout of the connect.
-        self.deadline.set(Watch.HEAD, shared.config.header_timeout)
+        self._head_due = self.deadline.set(Watch.HEAD, shared.config.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.move(Phase.CLOSED)
@@ -112,9 +115,11 @@ class HttpProtocol(asyncio.Protocol):
             # A head is unfinished: --header-timeout runs from (about) its first byte, the
             # read it began in, and later bytes do not extend it.
             if self.deadline.watch is not Watch.HEAD:
-                self.deadline.set(Watch.HEAD, self.shared.config.header_timeout)
-        elif self.deadline.watch is Watch.HEAD:
+                self._head_due = self.deadline.set(Watch.HEAD, self.shared.config.header_timeout)
+        elif self.deadline.watch is Watch.HEAD and self.responder.owed:
             self.watch_send()
+        # Until a head completes, only the header timeout applies: bytes that begin no
+        # request (a lone CRLF, which llhttp skips) leave the HEAD watch as it was.
         # Complete requests while IDLE keep the idle deadline until they are answered
         # (one loop iteration later): one deadline update per request, not three.
 
@@ -161,6 +166,10 @@ class HttpProtocol(asyncio.Protocol):
             self._resume_reading()
             if self.reader.request is None:
                 self.deadline.set(Watch.IDLE, self.shared.config.keepalive_timeout)
+            elif self.deadline.watch is not Watch.HEAD:
+                # A head pipelined behind a response sent by a task: the send's watch
+                # replaced its deadline; it is due when it was (perhaps already).
+                self.deadline.set_at(Watch.HEAD, self._head_due)
 
     def watch_send(self) -> None:
         """Start watching a send: its first look at the progress always counts as progress."""

@@ -62,19 +62,26 @@ def percent_decode(raw: bytes) -> bytes:
     return b"".join(out)
 
 
+def origin_form(target: bytes) -> bytes:
+    """An absolute-form target (``http://host/p?q``) as origin-form (``/p?q``); an
+    origin-form one as it is (RFC 9112 §3.2). TargetError for any other form."""
+    if target[:1] == b"/":
+        return target
+    lowered = target[:8].lower()
+    if not lowered.startswith((b"http://", b"https://")):
+        raise TargetError("unsupported request-target form")
+    rest = target[target.index(b"//") + 2 :]
+    cut = len(rest)
+    for sep in (b"/", b"?", b"#"):
+        pos = rest.find(sep)
+        if 0 <= pos < cut:
+            cut = pos
+    return b"/" + rest[cut:] if rest[cut : cut + 1] != b"/" else rest[cut:]
+
+
 def split_target(target: bytes) -> tuple[bytes, bytes]:
     """(raw path, raw query) of an origin-form or absolute-form target (RFC 9112 §3.2)."""
-    if target[:1] != b"/":
-        lowered = target[:8].lower()
-        if not lowered.startswith((b"http://", b"https://")):
-            raise TargetError("unsupported request-target form")
-        rest = target[target.index(b"//") + 2 :]
-        cut = len(rest)
-        for sep in (b"/", b"?", b"#"):
-            pos = rest.find(sep)
-            if 0 <= pos < cut:
-                cut = pos
-        target = b"/" + rest[cut:] if rest[cut : cut + 1] != b"/" else rest[cut:]
+    target = origin_form(target)
     hash_at = target.find(b"#")
     if hash_at >= 0:
         target = target[:hash_at]
@@ -102,7 +109,9 @@ def parse_target(target: bytes) -> RequestPath:
                 segments.pop()
             continue
         segments.append(seg)
-    trailing = text.endswith("/")
+    # RFC 3986 §5.2.4: a final "." or ".." segment leaves the path ending in "/" ("/a/."
+    # is "/a/", "/a/b/.." is "/a/"): a file is no directory, whatever the raw text says.
+    trailing = text.endswith("/") or text.rsplit("/", 1)[-1] in (".", "..")
     normalized = "/" + "/".join(segments) + ("/" if trailing and segments else "")
     lowered = raw_path.lower()
     # A client resolving a relative Location sees the raw path: raw or encoded separators
@@ -150,8 +159,10 @@ def strip_root_path(target: bytes, prefix: bytes) -> bytes | None:
     named like the prefix is then shadowed, as documented). None means the target is the
     prefix itself without its trailing slash, which the caller redirects.
     """
-    if target[:1] != b"/":
-        return target
+    try:
+        target = origin_form(target)  # "http://host/prefix/x" is under the prefix too
+    except TargetError:
+        return target  # the caller's parse_target answers 400
     path, sep, query = target.partition(b"?")
     if path == prefix:
         return None
@@ -162,7 +173,8 @@ def strip_root_path(target: bytes, prefix: bytes) -> bytes | None:
 
 def mount_redirect(prefix: str, target: bytes) -> str:
     """Location for ``/prefix`` asked without its slash: ``prefix/`` relative, query kept."""
-    location = quote_segment(prefix.rsplit("/", 1)[-1]) + "/"
+    # The prefix is in URL form already (--root-path percent-encodes it): keep its escapes.
+    location = quote(prefix.rsplit("/", 1)[-1], safe=_SEGMENT_SAFE + "%") + "/"
     _, sep, query = target.partition(b"?")
     if sep and query:
         location += "?" + quote_query(query)

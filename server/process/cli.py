@@ -9,12 +9,14 @@ import errno
 import logging
 import math
 import os
+import re
 import socket
 import ssl
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..config import Config
 from ..http.encodings import parse_precompressed
@@ -135,12 +137,20 @@ def _mode(text: str) -> int:
 
 
 def _root_path(text: str) -> str:
+    """The mount prefix in the form clients send it: non-ASCII percent-encoded (UTF-8),
+    escapes already there kept, so ``/fichiers-é`` and ``/fichiers-%C3%A9`` are one."""
     path = "/" + text.strip("/")
     if path == "/":
         return ""
-    if any(seg in (".", "..") for seg in path.split("/")) or "?" in path or "#" in path:
+    segments = path.split("/")
+    if any(seg in (".", "..") for seg in segments) or "?" in path or "#" in path:
         raise argparse.ArgumentTypeError(f"invalid root path {text!r}")
-    return path
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in path):
+        raise argparse.ArgumentTypeError(f"root path {text!r} has spaces or control characters")
+    encoded = quote(path, safe="/%!$&'()*+,;=:@-._~")
+    if re.search(r"%(?![0-9A-Fa-f]{2})", encoded):
+        raise argparse.ArgumentTypeError(f"root path {text!r} has an invalid %-escape")
+    return encoded
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,8 @@ forks the workers, and then only waits:
 * a worker that dies without being asked to is restarted on its own sockets, so the
   connections queued on them are served by its successor (a crash loop backs off);
 * SIGTERM and SIGINT are forwarded for a graceful shutdown, and the parent exits 0 once
-  every worker has (workers that overrun --shutdown-timeout by 10 s are killed);
+  every worker has; workers still running ``KILL_GRACE`` seconds after --shutdown-timeout
+  (stopped, or stuck) are killed, and the parent then exits ``EXIT_KILLED_WORKERS``;
 * SIGHUP is forwarded: each worker reopens its access log file.
 
 The parent never runs an event loop: forking from inside one is unsafe on both loops.
@@ -29,6 +30,12 @@ log = logging.getLogger("zerocopy.supervisor")
 # A worker dying this soon after its start counts as a crash loop: wait before the next.
 CRASH_WINDOW = 1.0
 MAX_BACKOFF = 10.0
+# After SIGTERM, workers get --shutdown-timeout plus this long before SIGKILL.
+KILL_GRACE = 5.0
+EXIT_KILLED_WORKERS = 1
+# How often the parent looks for exited workers: waitpid never blocks, since a blocking
+# one is retried after every signal (PEP 475) and would never see the kill deadline pass.
+POLL_SECONDS = 0.05
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -102,20 +109,22 @@ class Supervisor:
         for first in range(len(self.listener_sets)):
             self._spawn(first)
         deadline: float | None = None
+        killed = False
         while self.pids:
             if self.stopping and deadline is None:
-                deadline = time.monotonic() + self.shutdown_timeout + 10
-            if deadline is not None and time.monotonic() > deadline:
+                deadline = time.monotonic() + self.shutdown_timeout + KILL_GRACE
+            if deadline is not None and time.monotonic() > deadline and not killed:
                 for pid in list(self.pids):
                     log.error("worker pid %d did not stop in time: killing it", pid)
-                    os.kill(pid, signal.SIGKILL)
-                deadline = float("inf")
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                killed = True
             try:
-                pid, status = os.waitpid(-1, 0 if deadline is None else os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid == 0:
-                time.sleep(0.05)
+                time.sleep(POLL_SECONDS)
                 continue
             if pid not in self.pids:
                 continue
@@ -124,7 +133,7 @@ class Supervisor:
                 log.info("worker %d (pid %d) exited", index, pid)
                 continue
             self._restart(index, pid, status)
-        return 0
+        return EXIT_KILLED_WORKERS if killed else 0
 
     def _restart(self, index: int, pid: int, status: int) -> None:
         if os.WIFSIGNALED(status):

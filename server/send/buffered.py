@@ -6,6 +6,7 @@ cached pages happen on the loop thread, others in a worker thread (``read_chunk`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from ..files.pagecache import read_chunk
@@ -30,10 +31,27 @@ class Unsupported(Exception):
 BUFFERED_CHUNK = 256 * 1024
 
 
+# Give other connections a turn after this many bytes written without waiting: cached
+# reads and a transport that keeps accepting writes never suspend on their own.
+YIELD_EVERY_BYTES = 4 * 1024 * 1024
+
+
 def buffered_move(channel: Channel, fd: int) -> Move:
-    """The buffered ``move``: read a chunk, write it, wait while the transport is full."""
+    """The buffered ``move``: wait while the transport is full, read a chunk, write it.
+
+    The wait comes first, so that a chunk written is counted (returned) at once: a send
+    cancelled while it waits has already accounted for every byte it handed over.
+    """
+    since_yield = 0
 
     async def move(offset: int, count: int) -> int:
+        nonlocal since_yield
+        if channel.write_paused:
+            await channel.writable()
+            since_yield = 0
+        elif since_yield >= YIELD_EVERY_BYTES:
+            await asyncio.sleep(0)
+            since_yield = 0
         try:
             chunk = await read_chunk(fd, min(count, BUFFERED_CHUNK), offset)
         except OSError as exc:
@@ -43,7 +61,7 @@ def buffered_move(channel: Channel, fd: int) -> Move:
         if channel.is_closing():
             raise ClientGone("connection closed")
         channel.write(chunk)
-        await channel.writable()
+        since_yield += len(chunk)
         return len(chunk)
 
     return move

@@ -21,6 +21,7 @@ class Channel(Protocol):
     transport: asyncio.Transport  # for the stdlib loop's loop.sendfile(transport, ...)
     sock_fd: int  # the connection's socket (-1: none), to dup for sendfile
     sock_family: socket.AddressFamily
+    write_paused: bool  # the transport is over its high-water mark
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue bytes on the transport (counted as progress)."""
