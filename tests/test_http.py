@@ -185,12 +185,14 @@ async def test_refused_paths(client, server, path, status):
 async def test_other_methods_get_405_with_allow(client, server):
     async with client.post(server.url("/hello.txt"), data=b"abc") as resp:
         assert resp.status == 405
-        assert resp.headers["Allow"] == "GET, HEAD"
+        assert resp.headers["Allow"] == "GET, HEAD, OPTIONS"
     async with client.delete(server.url("/hello.txt")) as resp:
         assert resp.status == 405
     async with client.options(server.url("/hello.txt")) as resp:
         assert resp.status == 204
-        assert resp.headers["Allow"] == "GET, HEAD"
+        assert resp.headers["Allow"] == "GET, HEAD, OPTIONS"
+        # RFC 9110 §8.6: a 204 carries no Content-Length.
+        assert "Content-Length" not in resp.headers
 
 
 # --- ranges --------------------------------------------------------------------------------

@@ -131,7 +131,8 @@ def test_upgrade_request_is_answered_as_plain_get(server, tree):
 
 def test_options_asterisk(server):
     responses, _ = exchange(server.port, b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert responses[0].status == 204 and responses[0].header("allow") == "GET, HEAD"
+    assert responses[0].status == 204 and responses[0].header("allow") == "GET, HEAD, OPTIONS"
+    assert responses[0].header("content-length") is None  # RFC 9110 §8.6
 
 
 # --- rejected requests: status, then close -----------------------------------------------

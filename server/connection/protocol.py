@@ -104,8 +104,9 @@ class HttpProtocol(asyncio.Protocol):
             return  # lingering after an error, or after the last request: discard
         refusal = self.reader.feed(data)
         if refusal is not None:
-            if refusal < 0:  # an upgrade: answer what was asked, then close
+            if refusal < 0:  # an upgrade or CONNECT: answer what was asked, then close
                 self.no_more_requests = True
+                self.responder.last_closes()
                 self._close_if_done()
             elif not self.no_more_requests:  # else: bytes after "Connection: close"
                 self.no_more_requests = True

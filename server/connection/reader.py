@@ -8,7 +8,9 @@ choose; these are the project's contract, each answered with its status and a cl
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 from collections.abc import Callable
 
 import httptools
@@ -26,6 +28,13 @@ MAX_HEAD_BYTES = MAX_TARGET_BYTES + MAX_HEADER_BYTES + 1024  # -> 431
 # A request body (GET with Content-Length) is read and discarded up to this size.
 MAX_DISCARDED_BODY = 64 * 1024  # -> 413
 
+# RFC 9112 §3.2, RFC 3986 §3.2.2-3.2.3: uri-host [ ":" port ], where a host is an
+# IP-literal in brackets or a reg-name (unreserved, pct-encoded, sub-delims); may be empty.
+_VALID_HOST = re.compile(
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?", re.ASCII
+)
+
+_REQUEST_LINE = re.compile(rb"[^ ]+ [^ \x00-\x20\x7f]+ HTTP/[0-9]\.[0-9]")
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
@@ -55,15 +64,25 @@ def invalid_method_status(data: bytes, completed_before: int) -> int:
         if end < 0:
             break
         start = end + 4
-    token = data[start:].lstrip(b"\r\n").partition(b" ")[0]
-    return 501 if 0 < len(token) <= 32 and _TCHAR.issuperset(token) else 400
+    rest = data[start:].lstrip(b"\r\n")
+    token = rest.partition(b" ")[0]
+    if not (0 < len(token) <= 32 and _TCHAR.issuperset(token)):
+        return 400
+    line, crlf, _ = rest.partition(b"\r\n")
+    if crlf and not _REQUEST_LINE.fullmatch(line):
+        # Not "method SP request-target SP HTTP-version" (three bare words, say): the
+        # request is malformed before its method can be judged (RFC 9112 §3).
+        return 400
+    return 501
 
 
 class RequestReader:
     """httptools' callback target for one connection."""
 
     __slots__ = (
+        "_answered_early",
         "_begins",
+        "_body_expected",
         "_completes",
         "_head_bytes",
         "_in_head",
@@ -79,6 +98,11 @@ class RequestReader:
         self, on_request: Callable[[Request], None], clock: Callable[[], float] | None
     ) -> None:
         self._parser = httptools.HttpRequestParser(self)
+        # HTTP/1.2 and the like reach on_headers_complete, which treats them as 1.1 (RFC
+        # 9110 §6.2) and answers other major versions 505; llhttp would call them garbage.
+        self._parser.set_dangerous_leniencies(lenient_version=True)
+        self._answered_early = False  # answered at its head (Expect): skip its completion
+        self._body_expected = False
         self._on_request = on_request
         self.clock = clock  # stamps Request.started when responses are timed
         self.request: Request | None = None  # the head being read, if one has begun
@@ -113,6 +137,11 @@ class RequestReader:
 
     def _refused(self, status: int) -> int:
         self._in_head = False
+        request = self.request
+        if request is not None:
+            # The method, if the request line got that far: a refused HEAD gets no body.
+            with contextlib.suppress(httptools.HttpParserError):
+                request.method = self._parser.get_method().decode("ascii", "replace")
         return status
 
     def _count_head_bytes(self, data: bytes, began_here: bool) -> int | None:
@@ -142,6 +171,8 @@ class RequestReader:
     def on_message_begin(self) -> None:
         self.request = Request()
         self._in_head = True
+        self._body_expected = False
+        self._answered_early = False
         self._begins += 1
 
     def on_url(self, url: bytes) -> None:
@@ -177,6 +208,7 @@ class RequestReader:
             # llhttp lets any number of leading zeros through.
             if len(digits) > 9 or int(digits or b"0") > MAX_DISCARDED_BODY:
                 raise _Reject(413)
+            self._body_expected = bool(digits)
 
     def on_headers_complete(self) -> None:
         request = self.request
@@ -184,25 +216,57 @@ class RequestReader:
         self._in_head = False
         parser = self._parser
         request.method = parser.get_method().decode("ascii", "replace")
-        request.version = parser.get_http_version()
-        if request.version != "1.1" and request.version != "1.0":
-            raise _Reject(505)
-        if request.host is None and request.version == "1.1":
-            raise _Reject(400)  # RFC 9112 §3.2: HTTP/1.1 without Host
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            # RFC 9110 §6.2: a higher minor version of 1 is answered as 1.1 (the highest we
+            # speak); another major version is not ours (505).
+            if version.partition(".")[0] != "1":
+                raise _Reject(505)
+            version = "1.1"
+        request.version = version
+        host = request.host
+        if host is None:
+            if version == "1.1":
+                raise _Reject(400)  # RFC 9112 §3.2: HTTP/1.1 without Host
+        elif not _VALID_HOST.fullmatch(host):
+            raise _Reject(400)  # RFC 9112 §3.2: an invalid Host field value
+        if request.expect is not None:
+            # RFC 9110 §10.1.1: 100-continue is the one expectation there is; 417 else.
+            if request.expect.strip().lower() != "100-continue":
+                raise _Reject(417)
+            if self._body_expected or request.transfer_encoding is not None:
+                # The client waits for us before it sends the content, and nothing we
+                # answer needs it: answer now, and close after (the content may follow).
+                request.keep_alive = False
+                self._answered_early = True
+                self.request = None
+                self._in_head = False
+                self._deliver(request)
 
     def on_body(self, body: bytes) -> None:
         request = self.request
-        assert request is not None
+        if request is None:
+            return  # the content of a request answered at its head (Expect): discarded
         request.body_bytes += len(body)
         if request.body_bytes > MAX_DISCARDED_BODY:
             raise _Reject(413)
 
     def on_message_complete(self) -> None:
+        self._completes += 1
+        if self._answered_early:
+            self._answered_early = False
+            return
         request = self.request
         assert request is not None
         self.request = None
-        self._completes += 1
-        request.keep_alive = self._parser.should_keep_alive()
+        # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing:
+        # answer it, then close.
+        request.keep_alive = self._parser.should_keep_alive() and not (
+            request.transfer_encoding is not None and request.version == "1.0"
+        )
+        self._deliver(request)
+
+    def _deliver(self, request: Request) -> None:
         if self.clock is not None:
             request.started = self.clock()
         self._on_request(request)

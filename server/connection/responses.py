@@ -120,6 +120,13 @@ class Responder:
             self._respond(item)
         conn.answered()
 
+    def last_closes(self) -> None:
+        """The last request queued is the connection's last: its response says so."""
+        for item in reversed(self.pipeline):
+            if isinstance(item, Request):
+                item.keep_alive = False
+                return
+
     def drop(self) -> None:
         """The connection is lost or closing: nothing more is answered."""
         self.pipeline.clear()
@@ -301,7 +308,8 @@ class Responder:
 
     def refuse(self, status: int, request: Request | None) -> None:
         """Answer ``status`` to what could not be read as a request, then close."""
-        plan = plan_error(status, None, close=True)
+        # A refused HEAD (its method was read) gets no body (RFC 9110 §9.3.2).
+        plan = plan_error(status, request, close=True)
         conn = self.conn
         if not conn.transport_closing():
             conn.write(plan.wire())

@@ -41,6 +41,7 @@ REASONS = {
     413: "Content Too Large",
     414: "URI Too Long",
     416: "Range Not Satisfiable",
+    417: "Expectation Failed",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     501: "Not Implemented",

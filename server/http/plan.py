@@ -17,7 +17,7 @@ from .multipart import FileWindow, Segment, multipart_body, new_boundary
 from .ranges import RangeKind, decide_ranges
 from .request import Request
 
-ALLOW: Fields = (("Allow", "GET, HEAD"),)
+ALLOW: Fields = (("Allow", "GET, HEAD, OPTIONS"),)
 TEXT_PLAIN = "text/plain; charset=utf-8"
 
 
@@ -88,8 +88,9 @@ def plan_body(
 
 def plan_no_content(status: int, close: bool, extra: Fields = ()) -> ResponsePlan:
     """A response without a body and without Content-Type (204, 301, 304)."""
-    # RFC 9110 §8.6: a 304 does not say Content-Length of what it did not send.
-    fields = extra if status == 304 else (*extra, ("Content-Length", "0"))
+    # RFC 9110 §8.6: no Content-Length in a 204, and a 304 does not say the length of
+    # what it did not send; a 301 says 0, so that old clients do not wait for a body.
+    fields = extra if status in (204, 304) else (*extra, ("Content-Length", "0"))
     return ResponsePlan(status, fields, (), 0, close, False)
 
 

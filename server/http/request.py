@@ -46,6 +46,8 @@ class Request:
     accept: str | None = _header()
     accept_encoding: str | None = _header()
     want_repr_digest: str | None = _header()
+    expect: str | None = _header()
+    transfer_encoding: str | None = _header()
     x_forwarded_for: str | None = _header()
 
 
