@@ -40,14 +40,39 @@ def test_hit_needs_the_same_file_unchanged(tmp_path):
 def test_cache_is_bounded_in_entries_and_bytes(tmp_path):
     f = tmp_path / "a.txt"
     f.write_bytes(b"x" * 100)
-    cache = FileCache(max_entries=10, max_body_bytes=1000)
+    cache = FileCache(max_entries=10, max_bytes=100_000)
     for i in range(50):
         cache.put(b"/%d" % i, entry_for(str(f), b"x" * 100))
         assert len(cache) <= 10
-    big = FileCache(max_entries=100, max_body_bytes=250)
+    one = entry_for(str(f), b"x" * 100).cost(b"/0")
+    big = FileCache(max_entries=100, max_bytes=2 * one + 10)
     for i in range(5):
         big.put(b"/%d" % i, entry_for(str(f), b"x" * 100))
-        assert len(big) <= 2
+        assert len(big) <= 2 and big.bytes_held <= big.max_bytes
+
+
+def test_keys_and_heads_count_toward_the_budget(tmp_path):
+    """The review grew RSS from 27 to 61 MB with 4,000 HEADs of /a.txt?<i><8 KB>: keys
+    and heads were not counted. Long keys now fill the budget like bodies do."""
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"x")
+    cache = FileCache(max_entries=10_000, max_bytes=1_000_000)
+    for i in range(4000):
+        cache.put(b"/a.txt?%d" % i + b"q" * 8192, entry_for(str(f), b"x"))
+        assert cache.bytes_held <= 1_000_000
+    assert len(cache) <= 1_000_000 // 8192
+
+
+def test_the_query_string_does_not_make_entries(srv):
+    """Only ?download changes a file's response: any other query shares the path's entry."""
+    for i in range(50):
+        assert body_of(srv, f"/inside.txt?junk={i}") == (200, b"inside\n")
+    assert body_of(srv, "/inside.txt?download") == (200, b"inside\n")
+    responses, _ = exchange(srv.port, get("/inside.txt?download&x=1"))
+    assert responses[0].header("content-disposition") is not None
+    responses, _ = exchange(srv.port, get("/inside.txt?x=1"))
+    assert responses[0].header("content-disposition") is None
+    assert srv.stderr().count("via cache") >= 49  # the junk queries hit one entry
 
 
 @pytest.fixture

@@ -19,9 +19,12 @@ import stat
 
 from .version import file_version
 
-# Bounds: entries, and bytes of cached bodies (only bodies up to the inline limit).
+# Bounds: entries, and bytes held: keys, heads and bodies (bodies up to the inline limit),
+# plus what an entry costs beyond them (the objects, the dict slot), so that many tiny
+# entries with long keys cannot grow memory past the budget either.
 MAX_ENTRIES = 4096
-MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_BYTES = 64 * 1024 * 1024
+ENTRY_OVERHEAD = 400
 
 
 class CachedFile:
@@ -36,15 +39,19 @@ class CachedFile:
         self.head = head
         self.body = body
 
+    def cost(self, key: bytes) -> int:
+        """The bytes this entry holds under ``key``, as the budget counts them."""
+        return len(key) + len(self.path) + len(self.head) + len(self.body) + ENTRY_OVERHEAD
+
 
 class FileCache:
-    """Request-target -> CachedFile, bounded, every hit revalidated."""
+    """Key -> CachedFile, bounded in entries and bytes, every hit revalidated."""
 
-    def __init__(self, max_entries: int = MAX_ENTRIES, max_body_bytes: int = MAX_BODY_BYTES):
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES):
         self.max_entries = max_entries
-        self.max_body_bytes = max_body_bytes
+        self.max_bytes = max_bytes
         self._entries: dict[bytes, CachedFile] = {}
-        self._body_bytes = 0
+        self._bytes = 0
         self.hits = 0
         self.misses = 0
 
@@ -65,22 +72,26 @@ class FileCache:
         return entry
 
     def put(self, target: bytes, entry: CachedFile) -> None:
-        size = len(entry.body)
-        if size > self.max_body_bytes:
+        size = entry.cost(target)
+        if size > self.max_bytes:
             return
         self._drop(target)
-        if len(self._entries) >= self.max_entries or self._body_bytes + size > self.max_body_bytes:
+        if len(self._entries) >= self.max_entries or self._bytes + size > self.max_bytes:
             # Simple and bounded: start over. A working set larger than the cache then
             # costs what no cache costs; a smaller one refills in one pass.
             self._entries.clear()
-            self._body_bytes = 0
+            self._bytes = 0
         self._entries[target] = entry
-        self._body_bytes += size
+        self._bytes += size
 
     def _drop(self, target: bytes) -> None:
         entry = self._entries.pop(target, None)
         if entry is not None:
-            self._body_bytes -= len(entry.body)
+            self._bytes -= entry.cost(target)
+
+    @property
+    def bytes_held(self) -> int:
+        return self._bytes
 
     def __len__(self) -> int:
         return len(self._entries)

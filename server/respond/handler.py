@@ -75,6 +75,16 @@ class Features:
     digest: bool = False  # Repr-Digest: sha-256
 
 
+def cache_key(target: bytes) -> bytes:
+    """The file cache's key for a request-target: its path, and whether it asks for a
+    download, the one thing in a query that changes a file's response. Any other query
+    (``?v=123``, random junk) shares the entry, so it cannot multiply entries."""
+    path, sep, query = target.partition(b"?")
+    if sep and wants_download(query):
+        return path + b"?download"
+    return path
+
+
 def _with_digest(facts: FileFacts, value: str) -> FileFacts:
     return replace(facts, representation=(*facts.representation, (REPR_DIGEST, value)))
 
@@ -126,7 +136,7 @@ class Handler:
         cache = self.cache
         if cache is None or not self.cacheable(request):
             return None
-        return cache.get(request.target)
+        return cache.get(cache_key(request.target))
 
     def plan(self, request: Request, close: bool) -> Planned | Deferred:
         """The plan for ``request`` and the file its body windows read (the caller's)."""
@@ -235,7 +245,7 @@ class Handler:
                 body = read_cached_bytes(found.fd, st.st_size)
             if body is not None:
                 head = serialize(200, whole_file_fields(facts))
-                cache.put(request.target, CachedFile(found.path, st, head, body))
+                cache.put(cache_key(request.target), CachedFile(found.path, st, head, body))
         plan = plan_file(request, facts, close)
         if not plan.uses_file:
             found.close()
