@@ -695,3 +695,26 @@ def test_scan_100k_entries_is_fast_and_capped(tmp_path):
     assert time.monotonic() - started < 5
     assert html_body.count(b"<tr class=f>") == MAX_ENTRIES
     assert len(json.loads(json_body)["entries"]) == MAX_ENTRIES
+
+
+def test_scan_memory_is_bounded_by_the_cap_not_the_directory(tmp_path):
+    """The review: scan_directory kept every entry before applying the cap, so a huge
+    directory cost hundreds of MB per concurrent listing. The cap now applies while
+    scanning (a bounded heap)."""
+    import tracemalloc
+
+    big = tmp_path / "many"
+    big.mkdir()
+    prefix = str(big) + "/"
+    for i in range(40_000):
+        os.close(os.open(f"{prefix}entry-with-a-longish-name-{i:06d}.bin", os.O_CREAT, 0o644))
+    tracemalloc.start()
+    try:
+        listing = scan_directory(str(big), str(tmp_path), False, max_entries=100)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert listing.total == 40_000 and len(listing.entries) == 100 and listing.truncated
+    assert listing.entries[0].name == "entry-with-a-longish-name-000000.bin"
+    # 40,000 Entry objects with their names take ~10 MB; 100 of them, a few KB.
+    assert peak < 2_000_000, peak

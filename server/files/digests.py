@@ -1,9 +1,11 @@
-"""Repr-Digest (RFC 9530): SHA-256 of whole files, computed off the event loop, cached.
+"""Repr-Digest (RFC 9530): SHA-256 of whole files, computed in the background, cached.
 
-A digest is keyed by what identifies the file's content (device, inode, size, mtime and
-ctime), so it is computed once per version of a file. Computing one reads the whole file
-in a worker thread on a descriptor of its own: the requests of others never wait, and
-only requests that want this file's digest wait for it (once).
+A digest is keyed by what identifies the file's content (``version.file_version``), so it
+is computed once per version of a file. Computing one reads the whole file in the hash
+pool (``pools.HashPool``: one low-priority thread, a bounded queue) on a descriptor of
+its own. No response waits for it beyond a short bound: the handler sends a response
+without Repr-Digest (RFC 9530 allows that) when the value is not ready, and a later one
+carries it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 from collections import OrderedDict
 
 from ..http.reprdigest import field_value
+from .pools import HashPool
 from .version import FileVersion, file_version
 
 # The hashing thread reads this much per call into one buffer. Large reads matter: the
@@ -44,10 +47,11 @@ def _hash_fd(fd: int, size: int) -> bytes:
 
 
 class DigestCache:
-    """Digests by file version, with at most one computation per version at a time."""
+    """Digests by file version, each computed at most once at a time, in the background."""
 
-    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, pool: HashPool | None = None, max_entries: int = MAX_ENTRIES) -> None:
         self.max_entries = max_entries
+        self.pool = pool if pool is not None else HashPool()
         self._done: OrderedDict[FileVersion, str] = OrderedDict()
         self._running: dict[FileVersion, asyncio.Future[bytes]] = {}
 
@@ -60,28 +64,33 @@ class DigestCache:
         self._store(file_version(st), value)
         return value
 
-    async def compute(self, fd: int, st: os.stat_result) -> str:
-        """The digest of the open file ``fd`` (not consumed), from a worker thread."""
+    def start(self, fd: int, st: os.stat_result) -> asyncio.Future[bytes] | None:
+        """The computation of this file version's digest, started in the hash pool unless
+        it runs already; None when the pool's queue is full (a later request retries).
+
+        It goes on whoever stops waiting for it: the next response then carries it.
+        """
         key = file_version(st)
-        done = self._done.get(key)
-        if done is not None:
-            return done
         running = self._running.get(key)
-        if running is None:
-            loop = asyncio.get_running_loop()
-            # A descriptor of its own: the requester's may close (client gone) while the
-            # thread still reads, and its number could then belong to another file.
-            own = os.dup(fd)
-            running = loop.run_in_executor(None, _hash_fd, own, st.st_size)
-            self._running[key] = running
+        if running is not None:
+            return running
+        # A descriptor of its own: the requester's may close (client gone) while the
+        # thread still reads, and its number could then belong to another file.
+        own = os.dup(fd)
+        job = self.pool.submit(lambda: _hash_fd(own, st.st_size))
+        if job is None:
+            os.close(own)
+            return None
+        running = asyncio.wrap_future(job)
+        self._running[key] = running
 
-            def _finished(fut: asyncio.Future[bytes]) -> None:
-                self._running.pop(key, None)
-                if not fut.cancelled() and fut.exception() is None:
-                    self._store(key, field_value(fut.result()))
+        def _finished(fut: asyncio.Future[bytes]) -> None:
+            self._running.pop(key, None)
+            if not fut.cancelled() and fut.exception() is None:
+                self._store(key, field_value(fut.result()))
 
-            running.add_done_callback(_finished)
-        return field_value(await asyncio.shield(running))
+        running.add_done_callback(_finished)
+        return running
 
     def _store(self, key: FileVersion, value: str) -> None:
         self._done[key] = value

@@ -16,6 +16,8 @@ import threading
 
 from aiofiles.os import wrap as _aio_wrap
 
+from .pools import io_pool
+
 # errnos that mean "this kernel or file system cannot do that call" (sendfile, RWF_NOWAIT).
 UNSUPPORTED = frozenset({errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
 
@@ -117,9 +119,9 @@ _prefetch_in_thread = _aio_wrap(_read_into_cache)
 
 
 async def prefetch(fd: int, offset: int, length: int) -> None:
-    """Bring a window into the page cache from a worker thread (aiofiles' pool), so the
+    """Bring a window into the page cache from a worker thread (the I/O pool), so the
     sendfile that follows does not block the event loop on the disk."""
-    await _prefetch_in_thread(fd, offset, length)
+    await _prefetch_in_thread(fd, offset, length, executor=io_pool())
 
 
 async def ensure_cached(fd: int, offset: int, length: int) -> None:
@@ -139,4 +141,4 @@ async def read_chunk(fd: int, length: int, offset: int) -> bytes | bytearray:
         return buf
     if n:
         return buf[:n]
-    return await _pread_in_thread(fd, length, offset)
+    return await _pread_in_thread(fd, length, offset, executor=io_pool())

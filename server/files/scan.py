@@ -12,10 +12,12 @@ out, and so are names no request can reach (not UTF-8, or holding a backslash, w
 from __future__ import annotations
 
 import errno
+import heapq
 import os
 import stat
+from collections.abc import Iterator
 
-from ..http.listing import DEFAULT_SORT, MAX_ENTRIES, Entry, Listing, sort_entries
+from ..http.listing import MAX_ENTRIES, Entry, Listing, name_key
 from .root import Root, real_path, resolve_at
 
 # O_NONBLOCK and O_NOCTTY as in lookup.py: whatever sits at the path, opening cannot block.
@@ -37,41 +39,57 @@ def _reachable(name: str) -> bool:
     return True
 
 
+def _default_order(entry: Entry) -> tuple[bool, tuple[str, str]]:
+    """Directories first, then by name: ``sort_entries(..., "name", "asc")``'s order."""
+    return not entry.is_dir, name_key(entry.name)
+
+
 def scan_directory(dir_path: str, root: Root, max_entries: int = MAX_ENTRIES) -> Listing:
     """Blocking: list a directory (the caller runs it in a worker thread).
+
+    The cap keeps the first ``max_entries`` of the default order, so the same ones every
+    time, and is applied while scanning (a bounded heap): a directory of a million
+    entries costs the memory of ``max_entries``, not of a million.
 
     Raises OSError as ``os.open`` does; FileNotFoundError when the directory itself lies
     outside the root (or, with dotfiles denied, under a dot-directory): answer 404.
     """
-    allow_dotfiles = root.allow_dotfiles
     fd = os.open(dir_path, _DIR_FLAGS)
     try:
         dir_real = real_path(fd, dir_path)
         if not root.contains(dir_real):
             raise FileNotFoundError(errno.ENOENT, "directory outside the served root", dir_path)
-        dir_slash = dir_real.rstrip("/") + "/"
-        found: list[Entry] = []
-        with os.scandir(fd) as it:
-            for de in it:
-                name = de.name
-                if (name.startswith(".") and not allow_dotfiles) or not _reachable(name):
-                    continue
-                try:
-                    if de.is_symlink():
-                        real, st = resolve_at(fd, name, dir_slash)
-                        if not root.contains(real):
-                            continue
-                    else:
-                        st = de.stat(follow_symlinks=False)
-                except OSError:
-                    continue  # deleted meanwhile, a symlink loop, no permission
-                if stat.S_ISDIR(st.st_mode):
-                    found.append(Entry(name, True, 0, st.st_mtime))
-                elif stat.S_ISREG(st.st_mode):
-                    found.append(Entry(name, False, st.st_size, st.st_mtime))
+        counted = [0]
+        entries = _entries(fd, dir_real.rstrip("/") + "/", root, counted)
+        kept = heapq.nsmallest(max(0, max_entries), entries, key=_default_order)
+        for _ in entries:
+            pass  # nsmallest(0, ...) reads nothing: every entry is counted all the same
     finally:
         os.close(fd)
-    total = len(found)
-    # The cap keeps the first entries of the default order, so the same ones every time.
-    kept = sort_entries(found, *DEFAULT_SORT)[: max(0, max_entries)]
+    total = counted[0]
     return Listing(tuple(kept), total > len(kept), total)
+
+
+def _entries(fd: int, dir_slash: str, root: Root, counted: list[int]) -> Iterator[Entry]:
+    """The entries a listing may name, one at a time; ``counted[0]`` counts them."""
+    allow_dotfiles = root.allow_dotfiles
+    with os.scandir(fd) as it:
+        for de in it:
+            name = de.name
+            if (name.startswith(".") and not allow_dotfiles) or not _reachable(name):
+                continue
+            try:
+                if de.is_symlink():
+                    real, st = resolve_at(fd, name, dir_slash)
+                    if not root.contains(real):
+                        continue
+                else:
+                    st = de.stat(follow_symlinks=False)
+            except OSError:
+                continue  # deleted meanwhile, a symlink loop, no permission
+            if stat.S_ISDIR(st.st_mode):
+                counted[0] += 1
+                yield Entry(name, True, 0, st.st_mtime)
+            elif stat.S_ISREG(st.st_mode):
+                counted[0] += 1
+                yield Entry(name, False, st.st_size, st.st_mtime)

@@ -16,11 +16,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from ..files.digests import DigestCache
 from ..files.filecache import CachedFile, FileCache
 from ..files.lookup import Directory, FileLookup, NeedsSlash, OpenFile
 from ..files.pagecache import read_cached_bytes
+from ..files.pools import io_pool
+from ..files.root import Root
 from ..http.encodings import SUFFIXES, negotiate
 from ..http.head import Fields, content_disposition, serialize
 from ..http.mediatypes import content_type
@@ -44,13 +47,16 @@ from ..http.plan import (
     whole_file_fields,
 )
 from ..http.reprdigest import FIELD as REPR_DIGEST
-from ..http.reprdigest import wants_sha256
+from ..http.reprdigest import field_value, wants_sha256
 from ..http.request import Request
 
 log = logging.getLogger("zerocopy.handler")
 
 Planned = tuple[ResponsePlan, "OpenFile | None"]
 VARY_ACCEPT_ENCODING: Fields = (("Vary", "Accept-Encoding"),)
+# How long a whole-file GET may wait for a digest being computed: a file of a few MiB is
+# hashed in that time; a bigger one goes out without Repr-Digest, and later ones have it.
+DIGEST_WAIT_SECONDS = 0.02
 RETRY_AFTER: Fields = (("Retry-After", "1"),)
 
 
@@ -218,22 +224,35 @@ class Handler:
                 body = read_cached_bytes(found.fd, st.st_size)
                 if body is not None:
                     value = digests.put_bytes(st, body)
-            if value is None:
-                file = found
-                return Deferred(lambda: self._file_with_digest(request, close, file, facts), file)
-            facts = _with_digest(facts, value)
+            if value is not None:
+                facts = _with_digest(facts, value)
+            elif request.method == "GET" and request.range is None:
+                # Only a whole-file GET starts hashing (HEAD and ranges never do), and it
+                # waits for the value a moment at most: a later response carries it.
+                running = digests.start(found.fd, st)
+                if running is not None:
+                    file = found
+                    return Deferred(
+                        lambda: self._file_with_digest(request, close, file, facts, running),
+                        file,
+                    )
         return self._plan_file(request, close, found, facts, body)
 
     async def _file_with_digest(
-        self, request: Request, close: bool, found: OpenFile, facts: FileFacts
+        self,
+        request: Request,
+        close: bool,
+        found: OpenFile,
+        facts: FileFacts,
+        running: asyncio.Future[bytes],
     ) -> Planned:
-        assert self.digests is not None
         try:
-            value = await self.digests.compute(found.fd, found.stat)
-        except BaseException:
-            found.close()
-            raise
-        return self._plan_file(request, close, found, _with_digest(facts, value), None)
+            digest = await asyncio.wait_for(asyncio.shield(running), DIGEST_WAIT_SECONDS)
+        except (asyncio.TimeoutError, OSError):
+            pass  # not ready (or the read failed): this response goes without it
+        else:
+            facts = _with_digest(facts, field_value(digest))
+        return self._plan_file(request, close, found, facts, None)
 
     def _plan_file(
         self, request: Request, close: bool, found: OpenFile, facts: FileFacts, body: bytes | None
@@ -257,37 +276,47 @@ class Handler:
     async def _listing(
         self, request: Request, close: bool, target: RequestPath, path: str
     ) -> Planned:
-        """Scan in a worker thread (a huge directory must not stall the loop), render."""
-        # Imported here: only servers with --autoindex load the page templates.
-        from ..files import scan
-        from ..http import listing
-
+        """Scan and render in the I/O pool: neither a huge directory nor a 4 MB page may
+        stall the loop (at the cap, a render takes 0.16-0.19 s of CPU)."""
         loop = asyncio.get_running_loop()
+        as_json = request.accept is not None and "application/json" in request.accept.lower()
+        root = self.lookup.root
+        job = partial(_scan_and_render, path, root, target, as_json, self.root_path)
         try:
-            found = await loop.run_in_executor(None, scan.scan_directory, path, self.lookup.root)
+            fields, body = await loop.run_in_executor(io_pool(), job)
         except FileNotFoundError:
             return plan_error(404, request, close), None  # gone, or swapped for a link out
         except PermissionError:
             return plan_error(403, request, close), None
-        sort, order, as_json = listing.parse_listing_query(target.query)
-        if request.accept is not None and "application/json" in request.accept.lower():
-            as_json = True
-        fields: Fields
-        if as_json:
-            body = listing.render_json(found, target.segments, sort, order, self.root_path)
-            fields = (("Content-Type", listing.JSON_CONTENT_TYPE),)
-        else:
-            body = listing.render_html(found, target.segments, sort, order, self.root_path)
-            fields = (
-                ("Content-Type", listing.HTML_CONTENT_TYPE),
-                # Only the page's own (hashed) style and script may run: a missed escape
-                # could still not execute anything.
-                ("Content-Security-Policy", listing.CONTENT_SECURITY_POLICY),
-            )
-        # The listing changes whenever the directory does: no validators, no caching.
-        fields += (
-            ("X-Content-Type-Options", "nosniff"),
-            ("Cache-Control", "no-cache"),
-            ("Vary", "Accept"),
-        )
         return plan_body(200, request, close, fields, body), None
+
+
+def _scan_and_render(
+    path: str, root: Root, target: RequestPath, as_json: bool, root_path: str
+) -> tuple[Fields, bytes]:
+    """Blocking: a directory's listing page (HTML, or JSON when asked) and its fields."""
+    # Imported here: only servers with --autoindex load the page templates.
+    from ..files import scan
+    from ..http import listing
+
+    found = scan.scan_directory(path, root)
+    sort, order, json_query = listing.parse_listing_query(target.query)
+    fields: Fields
+    if as_json or json_query:
+        body = listing.render_json(found, target.segments, sort, order, root_path)
+        fields = (("Content-Type", listing.JSON_CONTENT_TYPE),)
+    else:
+        body = listing.render_html(found, target.segments, sort, order, root_path)
+        fields = (
+            ("Content-Type", listing.HTML_CONTENT_TYPE),
+            # Only the page's own (hashed) style and script may run: a missed escape could
+            # still not execute anything.
+            ("Content-Security-Policy", listing.CONTENT_SECURITY_POLICY),
+        )
+    # The listing changes whenever the directory does: no validators, no caching.
+    return (
+        *fields,
+        ("X-Content-Type-Options", "nosniff"),
+        ("Cache-Control", "no-cache"),
+        ("Vary", "Accept"),
+    ), body
