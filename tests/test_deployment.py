@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -423,6 +424,89 @@ def test_tls_large_download(tree, tls_files, tmp_path):
         )
     assert bytes(r[0].body) == bytes(64 * 1024 * 1024)
     assert bytes(r[1].body)[:12] == b"beyond-4GiB:"
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_tls_handshakes_are_bounded_by_header_timeout_and_counted_from_accept(
+    tree, tls_files, tmp_path, loop
+):
+    """The review: with --certfile --header-timeout 2 --max-connections 5, 20 connections
+    that never begin a handshake stayed open 60 s (asyncio's handshake timeout) and were
+    not counted (connections_active 0)."""
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        mport = probe.getsockname()[1]
+    args = ["--loop", loop, "--certfile", str(tls_files / "server.pem"), "--header-timeout", "2"]
+    args += ["--max-connections", "5", "--metrics", f"127.0.0.1:{mport}"]
+    with ServerProcess(tree.root, args, logdir=tmp_path) as srv:
+        srv.wait_for_log("metrics at")
+        idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(20)]
+        try:
+            time.sleep(0.5)
+            text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5)
+            body = text.read().decode()
+            active = re.search(r"^zerocopy_connections_active\{[^}]*\} (\d+)", body, re.M)
+            # Counted from accept, in their handshake (asyncio hands a TLS connection to
+            # the protocol only after it, so they used to be invisible, and unlimited).
+            assert active and int(active.group(1)) == 20, body
+            # Over --max-connections, counting those: a client that completes its
+            # handshake now is turned away.
+            r = tls_exchange(srv.port, tls_files / "ca.pem", get("/hello.txt"))
+            assert r[0].status == 503
+            started = time.monotonic()
+            for sock in idle:
+                sock.settimeout(15)
+                with contextlib.suppress(ConnectionResetError):
+                    assert sock.recv(1) == b""  # closed by the server
+            took = time.monotonic() - started
+        finally:
+            for sock in idle:
+                sock.close()
+        assert took < 2 + 6, took  # the header timeout, not 60 s
+        # And a real client is served once the slots are free again (a failed handshake
+        # stops counting a moment after its timeout).
+        time.sleep(0.5)
+        r = tls_exchange(srv.port, tls_files / "ca.pem", get("/hello.txt"))
+        assert bytes(r[0].body) == tree.files["hello.txt"]
+        assert srv.loop_errors() == []
+
+
+@pytest.mark.parametrize("length", [None, 64 * 1024 * 1024], ids=["3MiB", "64MiB"])
+def test_tls_half_close_is_never_a_silent_short_body(tree, tls_files, tmp_path, length):
+    """The review: GET /big.bin over TLS, then shutdown(SHUT_WR): part of the body, then
+    EOF, and nothing said. TLS transports cannot stay half-open as TCP ones do; the cut
+    is now logged as an abort with the bytes that went out, or the body is complete."""
+    args = ["--certfile", str(tls_files / "server.pem"), "--access-log-format", "json"]
+    if length is None:
+        target, request, big = "/big.bin", get("/big.bin"), tree.files["big.bin"]
+    else:
+        target, big = "/sparse.bin", bytes(length)
+        request = get(target, extra=f"Range: bytes=0-{length - 1}\r\n")
+    with ServerProcess(tree.root, args, logdir=tmp_path) as srv:
+        context = ssl.create_default_context(cafile=str(tls_files / "ca.pem"))
+        with (
+            socket.create_connection(("127.0.0.1", srv.port), timeout=20) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+        ):
+            sock.sendall(request)
+            # The TCP half-close under the TLS session (an SSLSocket's own shutdown() would
+            # drop its TLS state): through a second descriptor for the same socket.
+            with socket.socket(fileno=os.dup(sock.fileno())) as half:
+                half.shutdown(socket.SHUT_WR)
+            data = b""
+            with contextlib.suppress(OSError, ssl.SSLError):
+                while chunk := sock.recv(1 << 20):
+                    data += chunk
+        body = data.partition(b"\r\n\r\n")[2]
+        log = srv.wait_for_log(f'"target":"{target}"', stream="stdout")
+    (record,) = [json.loads(x) for x in log.splitlines() if f'"{target}"' in x]
+    if body == big:
+        assert record["outcome"] == "complete" and record["bytes"] == len(big)
+    else:
+        assert record["outcome"] == "client-aborted", record
+        assert len(body) <= record["bytes"] < len(big)
 
 
 def test_missing_certificate_is_a_usage_error(tree, tmp_path):

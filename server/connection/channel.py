@@ -13,6 +13,8 @@ import socket
 import struct
 import termios
 
+_TCP_ESTABLISHED = 1  # linux/tcp_states.h
+
 
 def unsent_bytes(fd: int) -> int:
     """Bytes still in the kernel's send queue of a socket (SIOCOUTQ), or -1."""
@@ -26,12 +28,14 @@ class TransportChannel:
     """A transport, its flow control, and the count of bytes handed to it."""
 
     __slots__ = (
+        "_sock",
         "_waiter",
         "bytes_out",
         "loop",
         "lost",
         "sock_family",
         "sock_fd",
+        "tls",
         "transport",
         "write_paused",
     )
@@ -41,10 +45,11 @@ class TransportChannel:
         self.transport = transport
         self.sock_fd = -1
         self.sock_family: socket.AddressFamily = socket.AF_INET
-        sock = transport.get_extra_info("socket")
+        sock = self._sock = transport.get_extra_info("socket")
         if sock is not None:
             self.sock_fd = sock.fileno()
             self.sock_family = sock.family
+        self.tls = transport.get_extra_info("ssl_object") is not None
         self.write_paused = False
         self.lost = False
         self.bytes_out = 0  # bytes handed to the transport, all responses
@@ -57,7 +62,20 @@ class TransportChannel:
         self.bytes_out += len(data)
 
     def is_closing(self) -> bool:
-        return self.lost or self.transport.is_closing()
+        return self.lost or self.transport.is_closing() or (self.tls and self._peer_finished())
+
+    def _peer_finished(self) -> bool:
+        """TLS: the client half-closed (TCP CLOSE_WAIT). A TLS transport then shuts down
+        and drops what it is given, with only a warning, while telling us nothing until it
+        is done (asyncio's and uvloop's sslproto): so a sender asks the kernel."""
+        sock = self._sock
+        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return False
+        try:
+            state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+        except (OSError, AttributeError):
+            return False
+        return state != _TCP_ESTABLISHED
 
     async def writable(self) -> None:
         """Return when the transport accepts writes again (at once when it does now)."""

@@ -55,6 +55,7 @@ class HttpProtocol(asyncio.Protocol):
         self.reading_paused = False
         self._progress_mark: tuple[int, int, int] = (0, 0, 0)
         self._head_due = 0.0  # when the unfinished head's --header-timeout runs out
+        self.tls = False  # a TLS transport (connection/tls.py): see pause_reading_for_send
 
     def move(self, phase: Phase) -> None:
         self.phase = checked_move(self.phase, phase)
@@ -68,13 +69,15 @@ class HttpProtocol(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Responses are written whole; Nagle would only delay their last segment.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.tls = transport.get_extra_info("ssl_object") is not None
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.peer = self.reader.peer = str(peer[0])
         elif channel.sock_family == socket.AF_UNIX:
             self.peer = self.reader.peer = UNIX_PEER
         shared = self.shared
-        if len(shared.connections) >= shared.config.max_connections:
+        shared.handshakes.pop(self, None)  # TLS: the handshake is over
+        if shared.open_connections() >= shared.config.max_connections:
             # Over the limit: answer at once and close, so the listener never spins on a
             # connection it cannot serve (RFC 9110 §15.6.4: 503 with Retry-After).
             self.no_more_requests = True
@@ -133,6 +136,12 @@ class HttpProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self.no_more_requests = True
+        channel = self.channel
+        if channel is not None and self.tls:
+            # A TLS transport closes on EOF whatever we return: what is still being sent
+            # would be dropped (asyncio only warns). Stop it, so it is recorded as cut.
+            channel.connection_lost()
+            return None
         if self.phase is Phase.SENDING or self.responder.owed:
             return True  # half-closed client: finish what it asked for, then close
         return None  # close now
@@ -225,6 +234,15 @@ class HttpProtocol(asyncio.Protocol):
             channel.transport.close()
 
     # --- reading and closing -------------------------------------------------------------
+
+    def pause_reading_for_send(self) -> None:
+        """Reading pauses while a body is sent, but on TLS: a TLS transport that stops
+        delivering to us also defers the peer's EOF, and meanwhile drops our writes with a
+        warning (asyncio's and uvloop's sslproto), so a half-closed client got a short
+        body and a log saying complete. Read on; requests that arrive are queued (and a
+        queued one pauses reading, MAX_QUEUED bounds it), an EOF stops the send."""
+        if not self.tls:
+            self.pause_reading()
 
     def pause_reading(self) -> None:
         if not self.reading_paused and self.channel is not None:

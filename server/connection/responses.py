@@ -238,7 +238,18 @@ class Responder:
         tally = self.tally = Tally(via)
         assert conn.channel is not None
         sending = send_body(conn.channel, head, plan, file.fd, pacer, tally)
+        if conn.tls:
+            sending = self._flushed(sending)
         self._start(sending, lambda task: self._sent(task, request, plan, tally), file)
+
+    async def _flushed(self, sending: Coroutine[Any, Any, Tally]) -> Tally:
+        """TLS: a body is complete once the TLS transport has handed it to the kernel. An
+        EOF from the client makes that transport drop what it still holds (see
+        HttpProtocol.eof_received): the wait then fails, and the cut is recorded."""
+        tally = await sending
+        assert self.conn.channel is not None
+        await self.conn.channel.drained()
+        return tally
 
     def _start(
         self,
@@ -248,7 +259,7 @@ class Responder:
     ) -> None:
         """Run a planning or sending task that owns ``file`` until ``done`` runs."""
         self.conn.move(Phase.SENDING)
-        self.conn.pause_reading()
+        self.conn.pause_reading_for_send()
         self.conn.watch_send()
         self._owned = file
         self._cancel_outcome = CLIENT_ABORTED

@@ -36,5 +36,24 @@ class Shared:
         self.stats: Stats = observer.stats
         self.inline_max = config.inline_body_max
         self.connections: set[HttpProtocol] = set()
+        # TLS connections accepted and still in their handshake, with when it must be over.
+        self.handshakes: dict[HttpProtocol, float] = {}
         self.shutting_down = False
         self.rejected_connections = 0  # turned away at --max-connections
+
+    def handshaking(self, protocol: HttpProtocol) -> HttpProtocol:
+        """A TLS connection just accepted: it counts until its handshake is over (then
+        ``connection_made`` moves it to ``connections``), or until the handshake timeout
+        has surely closed it (a failed handshake tells the protocol nothing)."""
+        self.handshakes[protocol] = self.loop.time() + self.config.header_timeout + 0.25
+        return protocol
+
+    def open_connections(self) -> int:
+        """Connections counted against --max-connections and in the metrics: from accept,
+        TLS ones in their handshake included."""
+        handshakes = self.handshakes
+        if handshakes:
+            now = self.loop.time()
+            for protocol in [p for p, due in handshakes.items() if due < now]:
+                del handshakes[protocol]
+        return len(self.connections) + len(handshakes)

@@ -104,12 +104,25 @@ async def serve(
     loop = asyncio.get_running_loop()
     state = build_shared(config, loop)
     context = tls_context(config)
+    factory: Callable[[], asyncio.Protocol]
     if context is not None:
         loop.set_exception_handler(_quiet_handshake_errors)
+
+        def factory() -> asyncio.Protocol:
+            # Called at accept, before the handshake: the connection counts from here.
+            return state.handshaking(HttpProtocol(state))
+
+    else:
+        factory = lambda: HttpProtocol(state)  # noqa: E731
     servers: list[asyncio.AbstractServer] = [
         # backlog again: both loops call listen() on a given socket with their default 100.
+        # A TLS handshake is bounded by --header-timeout (asyncio's default is 60 s).
         await loop.create_server(
-            lambda: HttpProtocol(state), sock=sock, backlog=DEFAULT_BACKLOG, ssl=context
+            factory,
+            sock=sock,
+            backlog=DEFAULT_BACKLOG,
+            ssl=context,
+            ssl_handshake_timeout=config.header_timeout if context is not None else None,
         )
         for sock in listeners
     ]
@@ -159,7 +172,7 @@ async def _shut_down(servers: list[asyncio.AbstractServer], state: Shared, timeo
         server.close()
     state.shutting_down = True
     deadline = state.loop.time() + timeout
-    while state.connections and state.loop.time() < deadline:
+    while state.open_connections() and state.loop.time() < deadline:
         for conn in list(state.connections):
             conn.close_if_idle()
         await asyncio.sleep(0.05)

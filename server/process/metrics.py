@@ -76,7 +76,7 @@ def render_text(state: Shared, worker: int) -> str:
     out += [
         "# HELP zerocopy_connections_active Client connections open now.",
         "# TYPE zerocopy_connections_active gauge",
-        f"zerocopy_connections_active{_labels(**w)} {len(state.connections)}",
+        f"zerocopy_connections_active{_labels(**w)} {state.open_connections()}",
         "# HELP zerocopy_connections_total Client connections accepted.",
         "# TYPE zerocopy_connections_total counter",
         f"zerocopy_connections_total{_labels(**w)} {stats.connections_total}",
