@@ -81,10 +81,34 @@ def seeds(etag: str = '"0-0"') -> list[bytes]:
         b"OPTIONS /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n",
         b"POST /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
         b"HEAD /empty.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-0\r\n\r\n",
+        # Shapes from the second review: leading CRLFs (llhttp skips them without
+        # beginning a message), TLS garbage on the plain port, Expect, HTTP/1.0 with
+        # Transfer-Encoding, absolute-form targets under a mount prefix, long queries.
+        b"\r\nGET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\r\n\r\n\r\nHEAD /small.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+        b"Expect: 100-continue\r\n\r\n",
+        b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+        b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n",
+        b"GET /hello.txt HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked"
+        b"\r\n\r\n0\r\n\r\nGET /small.bin HTTP/1.0\r\n\r\n",
+        b"GET http://x/mnt/dir HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET http://x/mnt HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /hello.txt?" + b"q=" + b"x" * 6000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"HEAD /small.bin?"
+        + b"&".join(b"k%d=v" % i for i in range(500))
+        + b" HTTP/1.1\r\nHost: x\r\n\r\n",
     ]
     out += [b"GET " + t + b" HTTP/1.1\r\nHost: x\r\n\r\n" for t in TARGETS]
     return out
 
+
+# The start of a TLS 1.2 ClientHello (record type 22, version 3.1), as a browser sends to
+# an https:// URL that points at the plain port.
+TLS_CLIENT_HELLO = (
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)) + b"\x00\x00\x02\x13\x01"
+)
 
 # --- building blocks ----------------------------------------------------------------------
 
@@ -285,6 +309,31 @@ def truncate(rng: random.Random, data: bytes) -> bytes:
     return data[: _pos(rng, data)]
 
 
+def prepend_crlfs(rng: random.Random, data: bytes) -> bytes:
+    """Empty lines before the request line (RFC 9112 §2.2 lets a server ignore one)."""
+    return rng.choice((b"\r\n", b"\r\n" * 3, b"\n", b"\r\n" * 200)) + data
+
+
+def not_http(rng: random.Random, data: bytes) -> bytes:
+    """What is not a request at all: TLS on the plain port, or only empty lines."""
+    return rng.choice(
+        (TLS_CLIENT_HELLO, TLS_CLIENT_HELLO + data, b"\r\n", b"\r\n\r\n", b"\x00" + data)
+    )
+
+
+def long_query(rng: random.Random, data: bytes) -> bytes:
+    """A query string of a few KB on the target (the cache must not key by it)."""
+    parts = data.split(b" ", 2)
+    if len(parts) < 3:
+        return data
+    query = b"&".join(
+        b"p%d=%s" % (i, b"v" * rng.randint(1, 64)) for i in range(rng.randint(1, 120))
+    )
+    return (
+        parts[0] + b" " + parts[1] + (b"&" if b"?" in parts[1] else b"?") + query + b" " + parts[2]
+    )
+
+
 MUTATIONS: tuple[Callable[[random.Random, bytes], bytes], ...] = (
     flip_bit,
     insert_byte,
@@ -301,6 +350,9 @@ MUTATIONS: tuple[Callable[[random.Random, bytes], bytes], ...] = (
     random_target,
     repeat_span,
     truncate,
+    prepend_crlfs,
+    not_http,
+    long_query,
 )
 
 
