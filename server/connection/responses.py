@@ -199,6 +199,9 @@ class Responder:
         if conn.phase is not Phase.SENDING:  # aborted meanwhile
             if file is not None:
                 file.close()
+            # The cancel came too late to interrupt the task (on Python < 3.12, wait_for
+            # returns a result that is ready rather than raise): finish the abort here.
+            self._after_cancel()
             return
         conn.move(Phase.IDLE)
         self._deliver(request, plan, file)
@@ -290,8 +293,9 @@ class Responder:
         exc = task.exception()
         conn = self.conn
         if exc is None:
-            if conn.phase is not Phase.SENDING:
+            if conn.phase is not Phase.SENDING:  # aborted as the last byte went
                 self._record(request, plan.status, tally, COMPLETE)
+                self._after_cancel()
                 return
             conn.move(Phase.IDLE)
             self._finish(request, plan.status, tally.sent, tally.via, plan.close)

@@ -22,7 +22,16 @@ from .pools import io_pool
 UNSUPPORTED = frozenset({errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 _RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
-_pread_in_thread = _aio_wrap(os.pread)
+def _own_pread(fd: int, length: int, offset: int) -> bytes:
+    """``pread`` on a descriptor of the thread's own (closed after): the request's may
+    be closed meanwhile (its send cancelled) and its number reused by another file."""
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+
+
+_pread_in_thread = _aio_wrap(_own_pread)
 
 
 class _NoWait:
@@ -108,11 +117,14 @@ def _read_into_cache(fd: int, offset: int, length: int) -> None:
         buf = _prefetch_buffers.buf = bytearray(_PREFETCH_STEP)
     view = memoryview(buf)
     end = offset + length
-    while offset < end:
-        n = os.preadv(fd, [view[: min(_PREFETCH_STEP, end - offset)]], offset)
-        if n <= 0:
-            return  # EOF: the file shrank; the send itself will notice
-        offset += n
+    try:
+        while offset < end:
+            n = os.preadv(fd, [view[: min(_PREFETCH_STEP, end - offset)]], offset)
+            if n <= 0:
+                return  # EOF: the file shrank; the send itself will notice
+            offset += n
+    finally:
+        os.close(fd)  # the thread's own descriptor (see _own_pread)
 
 
 _prefetch_in_thread = _aio_wrap(_read_into_cache)
@@ -121,7 +133,7 @@ _prefetch_in_thread = _aio_wrap(_read_into_cache)
 async def prefetch(fd: int, offset: int, length: int) -> None:
     """Bring a window into the page cache from a worker thread (the I/O pool), so the
     sendfile that follows does not block the event loop on the disk."""
-    await _prefetch_in_thread(fd, offset, length, executor=io_pool())
+    await _prefetch_in_thread(os.dup(fd), offset, length, executor=io_pool())
 
 
 async def ensure_cached(fd: int, offset: int, length: int) -> None:
@@ -141,4 +153,4 @@ async def read_chunk(fd: int, length: int, offset: int) -> bytes | bytearray:
         return buf
     if n:
         return buf[:n]
-    return await _pread_in_thread(fd, length, offset, executor=io_pool())
+    return await _pread_in_thread(os.dup(fd), length, offset, executor=io_pool())
