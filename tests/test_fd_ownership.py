@@ -695,9 +695,11 @@ class ReadAfterClose(AssertionError):
 
 
 def _check_threads_read_only(
-    served: Path, reads: list[tuple[int, Identity | OSError]], reader: str
+    served: Path, reads: list[tuple[int, Identity | OSError]], reader: str, must_read: bool = True
 ) -> None:
-    assert reads, f"no {reader} read in a worker thread"
+    """Every read the thread made was of ``served``. A prefetch whose request gave up
+    before it started reads nothing at all (its ThreadFd is closed unclaimed): fine."""
+    assert reads or not must_read, f"no {reader} read in a worker thread"
     expected = _identity(os.stat(served))
     for fd, named in reads:
         if isinstance(named, OSError):
@@ -743,4 +745,27 @@ def test_a_prefetch_thread_reads_only_the_file_it_was_given(path: SendPath, root
 
     with _no_server_errors_logged(), _thread_reads_recorded() as reads:
         _run_on_fresh_loop(path.loop, main)
-    _check_threads_read_only(root / "cold.bin", reads, "prefetch")
+    _check_threads_read_only(root / "cold.bin", reads, "prefetch", must_read=False)
+
+
+def test_thread_fd_is_closed_once_by_whoever_holds_it_last(tmp_path: Path) -> None:
+    """ThreadFd (files/pagecache.py): the job closes the dup it claimed when done, even if
+    the request gave up meanwhile; the request closes it if the job never claimed it."""
+    from server.files.pagecache import ThreadFd
+
+    f = tmp_path / "x"
+    f.write_bytes(b"abc")
+    with open(f, "rb") as original:
+        started = len(os.listdir("/proc/self/fd"))
+        running = ThreadFd(original.fileno())
+        own = running.claim()
+        assert own >= 0 and os.pread(own, 3, 0) == b"abc"
+        running.abandon()  # the request gives up while the job reads: the dup stays
+        assert os.pread(own, 3, 0) == b"abc"
+        running.release()
+        assert len(os.listdir("/proc/self/fd")) == started
+        never = ThreadFd(original.fileno())
+        never.abandon()  # cancelled before the job started: closed here
+        assert never.claim() == -1
+        never.release()  # a late release is harmless
+        assert len(os.listdir("/proc/self/fd")) == started

@@ -101,8 +101,14 @@ class Deadline:
 
     def set(self, watch: Watch, seconds: float) -> float:
         """From now on, guard ``watch`` until ``seconds`` from now; that time."""
-        at = self._clock.time() + seconds
-        self.set_at(watch, at)
+        self.watch = watch
+        self._at = at = self._clock.time() + seconds
+        timer = self._timer
+        if timer is None or self._timer_at > at:
+            if timer is not None:
+                timer.cancel()
+            self._timer_at = at
+            self._timer = self._clock.call_at(at, self._fire)
         return at
 
     def set_at(self, watch: Watch, at: float) -> None:

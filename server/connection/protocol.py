@@ -45,8 +45,8 @@ class HttpProtocol(asyncio.Protocol):
         self.shared = shared
         self.loop = shared.loop
         clock = self.loop.time if shared.observer.timed else None
-        self.reader = RequestReader(self._on_request, clock)
         self.responder = Responder(self)
+        self.reader = RequestReader(self.responder.enqueue_request, clock)
         self.deadline = Deadline(self.loop, self._on_deadline)
         self.channel: TransportChannel | None = None
         self.peer = "-"
@@ -65,6 +65,7 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are no asyncio.Transport subclasses, but have its methods.
         channel = self.channel = TransportChannel(self.loop, cast(asyncio.Transport, transport))
+        self.responder.attach(channel)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Responses are written whole; Nagle would only delay their last segment.
@@ -127,13 +128,6 @@ class HttpProtocol(asyncio.Protocol):
         # Complete requests while IDLE keep the idle deadline until they are answered
         # (one loop iteration later): one deadline update per request, not three.
 
-    def _on_request(self, request: Request) -> None:
-        if self.phase is Phase.CLOSING or self.phase is Phase.CLOSED:
-            return  # pipelined behind a response that closes the connection
-        if not request.keep_alive:
-            self.no_more_requests = True
-        self.responder.enqueue(request)
-
     def eof_received(self) -> bool | None:
         self.no_more_requests = True
         channel = self.channel
@@ -158,22 +152,17 @@ class HttpProtocol(asyncio.Protocol):
 
     # --- for the responder --------------------------------------------------------------
 
-    @property
-    def write_paused(self) -> bool:
-        return self.channel is None or self.channel.write_paused
-
-    def write(self, data: bytes | bytearray) -> None:
-        assert self.channel is not None
-        self.channel.write(data)
-
     def transport_closing(self) -> bool:
         return self.channel is None or self.channel.is_closing()
 
     def answered(self) -> None:
         """The queue is empty or waits: close if that was all, else read on."""
-        self._close_if_done()
-        if self.phase is Phase.IDLE and not self.responder.pipeline and not self.no_more_requests:
-            self._resume_reading()
+        if self.no_more_requests:
+            self._close_if_done()
+            return
+        if self.phase is Phase.IDLE and not self.responder.pipeline:
+            if self.reading_paused:
+                self._resume_reading()
             if self.reader.request is None:
                 self.deadline.set(Watch.IDLE, self.shared.config.keepalive_timeout)
             elif self.deadline.watch is not Watch.HEAD:

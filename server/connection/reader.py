@@ -241,7 +241,9 @@ class RequestReader:
                 self._answered_early = True
                 self.request = None
                 self._in_head = False
-                self._deliver(request)
+                if self.clock is not None:
+                    request.started = self.clock()
+                self._on_request(request)
 
     def on_body(self, body: bytes) -> None:
         request = self.request
@@ -264,9 +266,6 @@ class RequestReader:
         request.keep_alive = self._parser.should_keep_alive() and not (
             request.transfer_encoding is not None and request.version == "1.0"
         )
-        self._deliver(request)
-
-    def _deliver(self, request: Request) -> None:
         if self.clock is not None:
             request.started = self.clock()
         self._on_request(request)

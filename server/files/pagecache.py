@@ -13,25 +13,82 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from aiofiles.os import wrap as _aio_wrap
 
 from .pools import io_pool
 
+T = TypeVar("T")
+
 # errnos that mean "this kernel or file system cannot do that call" (sendfile, RWF_NOWAIT).
 UNSUPPORTED = frozenset({errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 _RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
-def _own_pread(fd: int, length: int, offset: int) -> bytes:
-    """``pread`` on a descriptor of the thread's own (closed after): the request's may
-    be closed meanwhile (its send cancelled) and its number reused by another file."""
+
+
+class ThreadFd:
+    """A dup of a request's descriptor for a worker thread's job, closed exactly once.
+
+    The request's own descriptor may be closed while the job waits or runs (its send was
+    cancelled), and its number reused by another file: the job reads the dup instead. Who
+    closes the dup depends on how far the job got, which only this object knows: the job
+    if it started (when it is done with it), the loop if the job was cancelled unstarted
+    (a cancelled executor future never runs, so it would never close it).
+    """
+
+    __slots__ = ("_closed", "_fd", "_in_use", "_lock")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = os.dup(fd)
+        self._lock = threading.Lock()
+        self._in_use = False
+        self._closed = False
+
+    def claim(self) -> int:
+        """In the job: the descriptor to read, or -1 if the request gave up already."""
+        with self._lock:
+            if self._closed:
+                return -1
+            self._in_use = True
+            return self._fd
+
+    def release(self) -> None:
+        """In the job, when done with it."""
+        with self._lock:
+            self._in_use = False
+            self._close()
+
+    def abandon(self) -> None:
+        """On the loop, when the request stops waiting: close now unless the job reads."""
+        with self._lock:
+            if not self._in_use:
+                self._close()
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self._fd)
+
+
+async def _in_thread(fd: int, job: Callable[[int], T]) -> T | None:
+    """``job(dup)`` in the I/O pool on a ``ThreadFd`` of ``fd``; None if cancelled first."""
+
+    def run() -> T | None:
+        own = handle.claim()
+        if own < 0:
+            return None
+        try:
+            return job(own)
+        finally:
+            handle.release()
+
+    handle = ThreadFd(fd)
     try:
-        return os.pread(fd, length, offset)
+        return await _aio_wrap(run)(executor=io_pool())  # aiofiles: run_in_executor
     finally:
-        os.close(fd)
-
-
-_pread_in_thread = _aio_wrap(_own_pread)
+        handle.abandon()
 
 
 class _NoWait:
@@ -117,23 +174,17 @@ def _read_into_cache(fd: int, offset: int, length: int) -> None:
         buf = _prefetch_buffers.buf = bytearray(_PREFETCH_STEP)
     view = memoryview(buf)
     end = offset + length
-    try:
-        while offset < end:
-            n = os.preadv(fd, [view[: min(_PREFETCH_STEP, end - offset)]], offset)
-            if n <= 0:
-                return  # EOF: the file shrank; the send itself will notice
-            offset += n
-    finally:
-        os.close(fd)  # the thread's own descriptor (see _own_pread)
-
-
-_prefetch_in_thread = _aio_wrap(_read_into_cache)
+    while offset < end:
+        n = os.preadv(fd, [view[: min(_PREFETCH_STEP, end - offset)]], offset)
+        if n <= 0:
+            return  # EOF: the file shrank; the send itself will notice
+        offset += n
 
 
 async def prefetch(fd: int, offset: int, length: int) -> None:
     """Bring a window into the page cache from a worker thread (the I/O pool), so the
     sendfile that follows does not block the event loop on the disk."""
-    await _prefetch_in_thread(os.dup(fd), offset, length, executor=io_pool())
+    await _in_thread(fd, lambda own: _read_into_cache(own, offset, length))
 
 
 async def ensure_cached(fd: int, offset: int, length: int) -> None:
@@ -153,4 +204,6 @@ async def read_chunk(fd: int, length: int, offset: int) -> bytes | bytearray:
         return buf
     if n:
         return buf[:n]
-    return await _pread_in_thread(os.dup(fd), length, offset, executor=io_pool())
+    data = await _in_thread(fd, lambda own: os.pread(own, length, offset))
+    assert data is not None  # the job runs unless this coroutine was cancelled
+    return data

@@ -65,19 +65,9 @@ def serialize(status: int, fields: Iterable[Field]) -> bytes:
     ).encode("latin-1")
 
 
-# What the connection needs said at the end of a head (see DateClock.tail).
-KEEP_ALIVE = 0  # HTTP/1.1 keep-alive: nothing to say
-CLOSE = 1  # "Connection: close"
-KEEP_ALIVE_10 = 2  # HTTP/1.0 keep-alive must be asked for: "Connection: keep-alive"
-
+# What the connection needs said at the end of a head: nothing for HTTP/1.1 keep-alive,
+# "close" when closing, "keep-alive" for HTTP/1.0 (which must ask for it).
 _CONNECTION_LINES = (b"", b"Connection: close\r\n", b"Connection: keep-alive\r\n")
-
-
-def connection_kind(close: bool, version: str) -> int:
-    """KEEP_ALIVE, CLOSE or KEEP_ALIVE_10 for a response on a connection."""
-    if close:
-        return CLOSE
-    return KEEP_ALIVE_10 if version == "1.0" else KEEP_ALIVE
 
 
 class DateClock:
@@ -90,12 +80,14 @@ class DateClock:
         self._second = -1
         self._tails: tuple[bytes, bytes, bytes] = (b"", b"", b"")
 
-    def tail(self, kind: int) -> bytes:
-        """``Date``, the Connection line of ``kind``, and the blank line."""
+    def tail(self, close: bool, version: str) -> bytes:
+        """``Date``, ``Connection`` as the connection needs it, and the blank line."""
         now = int(time.time())
         if now != self._second:
             self._tick(now)
-        return self._tails[kind]
+        if close:
+            return self._tails[1]
+        return self._tails[2] if version == "1.0" else self._tails[0]
 
     def _tick(self, now: int) -> None:
         self._second = now
@@ -109,7 +101,7 @@ DATE_CLOCK = DateClock()
 
 def render(status: int, fields: Iterable[Field], close: bool, version: str = "1.1") -> bytes:
     """A whole head: ``serialize`` and the connection tail."""
-    return serialize(status, fields) + DATE_CLOCK.tail(connection_kind(close, version))
+    return serialize(status, fields) + DATE_CLOCK.tail(close, version)
 
 
 # RFC 8187 attr-char: what may stay unencoded in an ext-value (filename*=).

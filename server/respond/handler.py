@@ -142,7 +142,9 @@ class Handler:
         cache = self.cache
         if cache is None or not self.cacheable(request):
             return None
-        return cache.get(cache_key(request.target))
+        target = request.target
+        # cache_key of a target without a query is the target itself: spare the call.
+        return cache.get(cache_key(target) if b"?" in target else target)
 
     def plan(self, request: Request, close: bool) -> Planned | Deferred:
         """The plan for ``request`` and the file its body windows read (the caller's)."""
