@@ -211,17 +211,10 @@ class Responder:
             planned = plan_error(500, request, close=True), None
         if isinstance(planned, Deferred):
             # A directory scan or a digest to wait for: off the loop, in request order.
-            planning = self._plan_later(request, planned)
+            planning = _plan_later(request, planned)
             self._start(planning, lambda task: self._planned(task, request), planned.file)
             return
         self._deliver(request, *planned)
-
-    async def _plan_later(self, request: Request, deferred: Deferred) -> Planned:
-        try:
-            return await deferred.run()
-        except Exception:
-            log.exception("failed to plan a response")
-            return plan_error(500, request, close=True), None
 
     def _planned(self, task: asyncio.Task[Planned], request: Request) -> None:
         """A planning task ended: deliver its plan, or (cancelled) close what it held."""
@@ -282,17 +275,8 @@ class Responder:
         assert conn.channel is not None
         sending = send_body(conn.channel, head, plan, file.fd, pacer, tally)
         if conn.tls:
-            sending = self._flushed(sending)
+            sending = _flushed(sending, conn.channel)
         self._start(sending, lambda task: self._sent(task, request, plan, tally), file)
-
-    async def _flushed(self, sending: Coroutine[Any, Any, Tally]) -> Tally:
-        """TLS: a body is complete once the TLS transport has handed it to the kernel. An
-        EOF from the client makes that transport drop what it still holds (see
-        HttpProtocol.eof_received): the wait then fails, and the cut is recorded."""
-        tally = await sending
-        assert self.conn.channel is not None
-        await self.conn.channel.drained()
-        return tally
 
     def _start(
         self,
@@ -374,3 +358,21 @@ class Responder:
         refused.started = 0.0
         self._record_response(conn.peer, refused, status, plan.body_length, "inline", COMPLETE)
         conn.close_gracefully()
+
+
+async def _plan_later(request: Request, deferred: Deferred) -> Planned:
+    """A deferred plan (listing, digest); a 500 if planning fails."""
+    try:
+        return await deferred.run()
+    except Exception:
+        log.exception("failed to plan a response")
+        return plan_error(500, request, close=True), None
+
+
+async def _flushed(sending: Coroutine[Any, Any, Tally], channel: TransportChannel) -> Tally:
+    """TLS: a body is complete once the TLS transport has handed it to the kernel. An EOF
+    from the client makes that transport drop what it still holds (see
+    HttpProtocol.eof_received): the wait then fails, and the cut is recorded."""
+    tally = await sending
+    await channel.drained()
+    return tally
