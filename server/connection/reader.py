@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import httptools
 
+from ..http.paths import valid_authority
 from ..http.request import KEPT_FIELDS, Request
 
 log = logging.getLogger("zerocopy.protocol")
@@ -28,10 +29,10 @@ MAX_HEAD_BYTES = MAX_TARGET_BYTES + MAX_HEADER_BYTES + 1024  # -> 431
 # A request body (GET with Content-Length) is read and discarded up to this size.
 MAX_DISCARDED_BODY = 64 * 1024  # -> 413
 
-# RFC 9112 §3.2, RFC 3986 §3.2.2-3.2.3: uri-host [ ":" port ], where a host is an
-# IP-literal in brackets or a reg-name (unreserved, pct-encoded, sub-delims); may be empty.
-_VALID_HOST = re.compile(
-    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?", re.ASCII
+# llhttp also parses RTSP and ICE request lines ("GET / RTSP/1.0"): not HTTP (RFC 9112
+# §2.3), so refused. Looked for only when such a protocol name is in the bytes at all.
+_NOT_HTTP_LINE = re.compile(
+    rb"(?m)^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ (?:RTSP|ICE)/[0-9]\.[0-9]\r?$"
 )
 
 _REQUEST_LINE = re.compile(rb"[^ ]+ [^ \x00-\x20\x7f]+ HTTP/[0-9]\.[0-9]")
@@ -66,7 +67,7 @@ def invalid_method_status(data: bytes, completed_before: int) -> int:
         start = end + 4
     rest = data[start:].lstrip(b"\r\n")
     token = rest.partition(b" ")[0]
-    if not (0 < len(token) <= 32 and _TCHAR.issuperset(token)):
+    if not (token and _TCHAR.issuperset(token)):
         return 400
     line, crlf, _ = rest.partition(b"\r\n")
     if crlf and not _REQUEST_LINE.fullmatch(line):
@@ -116,6 +117,8 @@ class RequestReader:
         """Parse ``data``: None, or the status to refuse the connection with (or -1 for an
         upgrade, which ends the requests without a refusal: the ones read are owed)."""
         begins, completes = self._begins, self._completes
+        if (b"RTSP/" in data or b"ICE/" in data) and _NOT_HTTP_LINE.search(data):
+            return self._refused(400)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -190,6 +193,8 @@ class RequestReader:
         if request.header_count > MAX_HEADER_FIELDS or request.header_bytes > MAX_HEADER_BYTES:
             raise _Reject(431)
         lname = name.lower()
+        # RFC 9112 §5.1: trailing whitespace is not part of the value (llhttp keeps it).
+        value = value.rstrip(b" \t")
         attr = KEPT_FIELDS.get(lname)
         if attr is not None:
             text = value.decode("latin-1")
@@ -228,13 +233,20 @@ class RequestReader:
         if host is None:
             if version == "1.1":
                 raise _Reject(400)  # RFC 9112 §3.2: HTTP/1.1 without Host
-        elif not _VALID_HOST.fullmatch(host):
+        elif not valid_authority(host):
             raise _Reject(400)  # RFC 9112 §3.2: an invalid Host field value
         if request.expect is not None:
             # RFC 9110 §10.1.1: 100-continue is the one expectation there is; 417 else.
-            if request.expect.strip().lower() != "100-continue":
+            # Empty list elements count for nothing (RFC 9110 §5.6.1.2).
+            expected = {e.strip().lower() for e in request.expect.split(",")} - {""}
+            if expected - {"100-continue"}:
                 raise _Reject(417)
-            if self._body_expected or request.transfer_encoding is not None:
+            te = request.transfer_encoding
+            if te is not None and te.rsplit(",", 1)[-1].strip().lower() != "chunked":
+                # RFC 9112 §6.3: chunked not the final coding: 400 and close. llhttp says so
+                # too, but only once the head is parsed, after the early answer below.
+                raise _Reject(400)
+            if expected and (self._body_expected or te is not None):
                 # The client waits for us before it sends the content, and nothing we
                 # answer needs it: answer now, and close after (the content may follow).
                 request.keep_alive = False

@@ -14,6 +14,7 @@ Security truths, stated plainly:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -62,6 +63,19 @@ def percent_decode(raw: bytes) -> bytes:
     return b"".join(out)
 
 
+# RFC 3986 §3.2.2-3.2.3: host [ ":" port ], a host being an IP-literal in brackets or a
+# reg-name (unreserved, pct-encoded, sub-delims), a port digits. The one authority rule:
+# the Host field (RFC 9112 §3.2) and absolute-form targets are checked by it.
+_AUTHORITY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?", re.ASCII)
+
+
+def valid_authority(text: str, host_required: bool = False) -> bool:
+    """Whether ``text`` is ``host[:port]`` (RFC 3986); an empty host only if allowed (a
+    Host field may be empty, an http(s) URI's host may not: RFC 9110 §4.2.1)."""
+    m = _AUTHORITY.fullmatch(text)
+    return m is not None and (bool(m.group(1)) or not host_required)
+
+
 def origin_form(target: bytes) -> bytes:
     """An absolute-form target (``http://host/p?q``) as origin-form (``/p?q``); an
     origin-form one as it is (RFC 9112 §3.2). TargetError for any other form."""
@@ -76,6 +90,8 @@ def origin_form(target: bytes) -> bytes:
         pos = rest.find(sep)
         if 0 <= pos < cut:
             cut = pos
+    if not valid_authority(rest[:cut].decode("latin-1"), host_required=True):
+        raise TargetError("invalid authority in an absolute-form target")
     return b"/" + rest[cut:] if rest[cut : cut + 1] != b"/" else rest[cut:]
 
 
