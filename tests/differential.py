@@ -22,17 +22,12 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
-import signal
-import socket
 import stat
-import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+from .nginxproc import Nginx
 
 EXCHANGE_TIMEOUT = 2.0  # per connection: connect, send, read until the close
 READ_CAP = 256 * 1024  # only the first status line matters: stop reading after this much
@@ -91,66 +86,16 @@ http {{
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def nginx_version() -> tuple[int, ...]:
-    assert NGINX is not None
-    out = subprocess.run([NGINX, "-v"], capture_output=True, text=True, check=False).stderr
-    m = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out)
-    return tuple(int(g) for g in m.groups()) if m else (0, 0, 0)
-
-
-class StaticNginx:
-    """``nginx -c CONF -p PREFIX`` in the foreground (``daemon off``), stopped by its PID."""
+class StaticNginx(Nginx):
+    """nginx as a plain static server of ``root`` (``static_nginx_config``)."""
 
     def __init__(self, prefix: Path, root: Path) -> None:
-        self.prefix = prefix
+        super().__init__(prefix)
         self.root = root
-        self.conf = prefix / "nginx.conf"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
 
-    def start(self) -> StaticNginx:
-        assert NGINX is not None
-        (self.prefix / "temp").mkdir(parents=True, exist_ok=True)
-        cmd = [NGINX, "-c", str(self.conf), "-p", f"{self.prefix}/"]
-        if nginx_version() >= (1, 19, 5):  # -e: no stray write to the compiled-in error log
-            cmd += ["-e", str(self.prefix / "error.log")]
-        for _attempt in range(3):  # the free port may be taken between probe and bind
-            self.port = free_port()
-            self.conf.write_text(static_nginx_config(self.prefix, self.port, self.root))
-            with open(self.prefix / "nginx.stderr", "wb") as err:
-                self.proc = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + 10
-            while self.proc.poll() is None and time.monotonic() < deadline:
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1),
-                ):
-                    return self
-                time.sleep(0.02)
-            self.stop()
-            if "Address already in use" not in self.log():
-                break
-        raise RuntimeError(f"nginx did not start:\n{self.log()}")
-
-    def log(self) -> str:
-        parts = [self.prefix / "nginx.stderr", self.prefix / "error.log"]
-        return "".join(p.read_text("utf-8", "replace") for p in parts if p.exists())
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGQUIT)  # graceful: finish requests, then exit
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    def start_static(self) -> StaticNginx:
+        self.start(lambda port: static_nginx_config(self.prefix, port, self.root))
+        return self
 
 
 # --- one exchange per case --------------------------------------------------------------------

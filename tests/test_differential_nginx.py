@@ -53,7 +53,7 @@ import pytest
 
 from server.http.conditional import make_etag
 
-from . import differential, fuzzcorpus
+from . import differential, fuzzcorpus, nginxproc
 from .conftest import DataTree
 from .differential import (
     GARBAGE,
@@ -74,7 +74,7 @@ from .differential import (
 )
 from .serverproc import ServerProcess
 
-if differential.NGINX is None:
+if nginxproc.NGINX is None:
     pytest.skip("nginx is not installed (apt-get install nginx)", allow_module_level=True)
 
 FUZZ_SEED = 9110  # test_fuzz uses 1234
@@ -843,7 +843,7 @@ def campaign(tree: DataTree) -> Iterator[Campaign]:
     nginx = differential.StaticNginx(tree.base / "nginx-static", tree.root)
     try:
         ours.start()
-        nginx.start()
+        nginx.start_static()
         nginx_etag = _etag_of_small_bin(nginx.port)
         started = time.monotonic()
         our_answers = asyncio.run(

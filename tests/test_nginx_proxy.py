@@ -11,15 +11,12 @@ byte-exact, single and multipart ranges, ``curl -C -`` resume, X-Forwarded-For t
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,9 +27,10 @@ from pathlib import Path
 
 import pytest
 
+from . import nginxproc
 from .serverproc import REPO, ServerProcess
 
-NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+NGINX = nginxproc.NGINX
 CURL = shutil.which("curl")
 if NGINX is None or CURL is None:
     pytest.skip("nginx and curl are needed (apt-get install nginx curl)", allow_module_level=True)
@@ -57,12 +55,6 @@ MOUNTS = {"tcp": "", "unix": "/files"}
 
 
 # --- deriving the test config from deploy/nginx.conf ---------------------------------------
-
-
-def _nginx_version() -> tuple[int, ...]:
-    out = subprocess.run([NGINX, "-v"], capture_output=True, text=True, check=False).stderr
-    m = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out)
-    return tuple(int(g) for g in m.groups()) if m else (0, 0, 0)
 
 
 def derive_config(
@@ -175,70 +167,13 @@ class UnixServerProcess(ServerProcess):
         return self
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Nginx:
-    """``nginx -c CONF -p PREFIX`` in the foreground (``daemon off``), stopped by its PID."""
-
-    def __init__(self, prefix: Path) -> None:
-        self.prefix = prefix
-        self.conf = prefix / "nginx.conf"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-
-    def start(self, make_config) -> Nginx:
-        (self.prefix / "temp").mkdir(parents=True, exist_ok=True)
-        cmd = [NGINX, "-c", str(self.conf), "-p", f"{self.prefix}/"]
-        if _nginx_version() >= (1, 19, 5):  # -e: no stray write to the compiled-in error log
-            cmd += ["-e", str(self.prefix / "error.log")]
-        for _attempt in range(3):  # the free port may be taken between probe and bind
-            self.port = _free_port()
-            self.conf.write_text(make_config(self.port))
-            with open(self.prefix / "nginx.stderr", "wb") as err:
-                self.proc = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + 10
-            while self.proc.poll() is None and time.monotonic() < deadline:
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1),
-                ):
-                    return self
-                time.sleep(0.02)
-            self.stop()
-            if "Address already in use" not in self.log():
-                break
-        raise RuntimeError(f"nginx did not start:\n{self.log()}")
-
-    def log(self) -> str:
-        parts = [self.prefix / "nginx.stderr", self.prefix / "error.log"]
-        return "".join(p.read_text("utf-8", "replace") for p in parts if p.exists())
-
-    def access_log(self) -> str:
-        path = self.prefix / "access.log"
-        return path.read_text("utf-8", "replace") if path.exists() else ""
+class Nginx(nginxproc.Nginx):
+    """The shared runner, with the error lines these tests judge."""
 
     def errors(self) -> list[str]:
         """Error-level lines, but for the 413 that test_request_bodies_over_64k provokes."""
         lines = re.findall(r"^.*\[(?:error|crit|alert|emerg)\].*$", self.log(), re.M)
         return [line for line in lines if "client intended to send too large body" not in line]
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGQUIT)  # graceful: finish requests, then exit
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 # --- fixtures -------------------------------------------------------------------------------
