@@ -47,6 +47,7 @@ class Config:
     limit_rate: int = 0  # bytes per second per response, 0 = unlimited
     limit_rate_after: int = 0  # bytes sent at full speed before the limit applies
     metrics: str | None = None  # ADDR:PORT of the Prometheus endpoint
+    cache_control: tuple[str, ...] = ()  # --cache-control rules, in order (cachecontrol.py)
 
     @property
     def inline_body_max(self) -> int:

@@ -33,6 +33,9 @@ class FileFacts:
     representation: Fields = ()
     # Fields of every response about the file (304 and 416 too): Vary.
     always: Fields = ()
+    # What caches may do with it: on 200, 206 and 304 (RFC 9111 §4.3.4: a 304 carries
+    # what the 200 would), not on errors: Cache-Control.
+    caching: Fields = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,7 @@ def whole_file_fields(facts: FileFacts) -> Fields:
         ("Content-Length", str(facts.size)),
         ("Accept-Ranges", "bytes"),
         *validator_fields(facts),
+        *facts.caching,
         *facts.representation,
     )
 
@@ -137,7 +141,8 @@ def plan_file(request: Request, facts: FileFacts, close: bool) -> ResponsePlan:
             request.if_unmodified_since,
         )
         if status == 304:
-            return ResponsePlan(304, validator_fields(facts), (), 0, close, False)
+            fields = (*validator_fields(facts), *facts.caching)
+            return ResponsePlan(304, fields, (), 0, close, False)
         if status is not None:
             return plan_error(status, request, close)
 
@@ -172,6 +177,7 @@ def plan_file(request: Request, facts: FileFacts, close: bool) -> ResponsePlan:
                     ("Content-Range", r.content_range(size)),
                     ("Accept-Ranges", "bytes"),
                     *validator_fields(facts),
+                    *facts.caching,
                     *facts.representation,
                 )
                 window = (FileWindow(r.start, r.length),)
@@ -183,6 +189,7 @@ def plan_file(request: Request, facts: FileFacts, close: bool) -> ResponsePlan:
                 ("Content-Length", str(length)),
                 ("Accept-Ranges", "bytes"),
                 *validator_fields(facts),
+                *facts.caching,
                 *facts.representation,
             )
             return ResponsePlan(206, fields, tuple(segments), length, close, True)

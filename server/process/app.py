@@ -16,6 +16,7 @@ from ..connection.shared import Shared
 from ..files.filecache import FileCache
 from ..files.lookup import FileLookup
 from ..files.root import Root
+from ..http.cachecontrol import CacheControl, parse_rule
 from ..http.forwarded import TrustedPeers
 from ..observe.accesslog import AccessLog
 from ..observe.record import TIMED_OUT, Observer
@@ -53,6 +54,11 @@ def build_shared(config: Config, loop: asyncio.AbstractEventLoop) -> Shared:
             codings=config.precompressed,
             attachment=config.attachment,
             digest=config.digest,
+            cache_control=(
+                CacheControl(tuple(parse_rule(r) for r in config.cache_control))
+                if config.cache_control
+                else None
+            ),
         ),
     )
     access_log = (

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..config import Config
+from ..http.cachecontrol import parse_rule
 from ..http.encodings import parse_precompressed
 from ..http.forwarded import TrustedPeers
 from .app import serve, tls_context
@@ -118,6 +119,14 @@ def _rate(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("must be >= 0")
     return value
+
+
+def _cache_control(text: str) -> str:
+    try:
+        parse_rule(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _workers(text: str) -> int:
@@ -334,6 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics at http://ADDR:PORT/metrics (a separate listener)",
     )
     p.add_argument(
+        "--cache-control",
+        type=_cache_control,
+        action="append",
+        default=None,
+        metavar="[GLOB=]VALUE",
+        help="Cache-Control for files on 200/206/304: 'GLOB=VALUE' for files whose name (or "
+        "path, if GLOB has a /) matches, or VALUE for the rest; repeatable, first match wins "
+        "(e.g. '*.iso=public, max-age=31536000, immutable' 'public, max-age=300')",
+    )
+    p.add_argument(
         "--access-log-format",
         choices=("combined", "json"),
         default=DEFAULT.access_log_format,
@@ -381,6 +400,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         limit_rate=args.limit_rate,
         limit_rate_after=args.limit_rate_after,
         metrics=args.metrics,
+        cache_control=tuple(args.cache_control or DEFAULT.cache_control),
     )
 
 

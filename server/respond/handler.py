@@ -24,6 +24,7 @@ from ..files.lookup import Directory, FileLookup, NeedsSlash, OpenFile
 from ..files.pagecache import read_cached_bytes
 from ..files.pools import io_pool
 from ..files.root import Root
+from ..http.cachecontrol import CacheControl
 from ..http.encodings import SUFFIXES, negotiate
 from ..http.head import Fields, content_disposition, serialize
 from ..http.mediatypes import content_type
@@ -79,6 +80,7 @@ class Features:
     codings: tuple[str, ...] = ()  # precompressed variants, in order of preference
     attachment: bool = False  # Content-Disposition: attachment on every file
     digest: bool = False  # Repr-Digest: sha-256
+    cache_control: CacheControl | None = None  # --cache-control rules
 
 
 def cache_key(target: bytes) -> bytes:
@@ -196,6 +198,11 @@ class Handler:
         features = self.features
         name = found.name
         ctype = content_type(name)
+        caching: Fields = ()
+        if features.cache_control is not None:
+            value = features.cache_control.value_for(found.path[len(self.lookup.root.slash) :])
+            if value is not None:
+                caching = (("Cache-Control", value),)
         coding = ""
         representation: Fields = ()
         if features.codings:
@@ -216,7 +223,9 @@ class Handler:
         if features.attachment or wants_download(target.query):
             representation += (content_disposition(name),)
         st = found.stat
-        facts = FileFacts(st.st_size, st.st_mtime_ns, ctype, coding, representation, self._vary)
+        facts = FileFacts(
+            st.st_size, st.st_mtime_ns, ctype, coding, representation, self._vary, caching
+        )
         body = None
         digests = self.digests
         if digests is not None and wants_sha256(request.want_repr_digest):
