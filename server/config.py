@@ -48,6 +48,7 @@ class Config:
     limit_rate_after: int = 0  # bytes sent at full speed before the limit applies
     metrics: str | None = None  # ADDR:PORT of the Prometheus endpoint
     cache_control: tuple[str, ...] = ()  # --cache-control rules, in order (cachecontrol.py)
+    cors: tuple[str, ...] = ()  # origins allowed to read with fetch(), or ("*",)
 
     @property
     def inline_body_max(self) -> int:

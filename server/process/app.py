@@ -17,6 +17,7 @@ from ..files.filecache import FileCache
 from ..files.lookup import FileLookup
 from ..files.root import Root
 from ..http.cachecontrol import CacheControl, parse_rule
+from ..http.cors import CorsPolicy
 from ..http.forwarded import TrustedPeers
 from ..observe.accesslog import AccessLog
 from ..observe.record import TIMED_OUT, Observer
@@ -54,6 +55,7 @@ def build_shared(config: Config, loop: asyncio.AbstractEventLoop) -> Shared:
             codings=config.precompressed,
             attachment=config.attachment,
             digest=config.digest,
+            cors=CorsPolicy(config.cors) if config.cors else None,
             cache_control=(
                 CacheControl(tuple(parse_rule(r) for r in config.cache_control))
                 if config.cache_control

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from ..config import Config
 from ..http.cachecontrol import parse_rule
+from ..http.cors import parse_origins
 from ..http.encodings import parse_precompressed
 from ..http.forwarded import TrustedPeers
 from .app import serve, tls_context
@@ -127,6 +128,13 @@ def _cache_control(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _cors(text: str) -> tuple[str, ...]:
+    try:
+        return parse_origins(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _workers(text: str) -> int:
@@ -343,6 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics at http://ADDR:PORT/metrics (a separate listener)",
     )
     p.add_argument(
+        "--cors",
+        type=_cors,
+        default=DEFAULT.cors,
+        metavar="ORIGIN[,ORIGIN]|*",
+        help="let pages of these origins read files with fetch(), Range included "
+        "(CORS); '*' for any origin (default: none)",
+    )
+    p.add_argument(
         "--cache-control",
         type=_cache_control,
         action="append",
@@ -401,6 +417,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         limit_rate_after=args.limit_rate_after,
         metrics=args.metrics,
         cache_control=tuple(args.cache_control or DEFAULT.cache_control),
+        cors=args.cors,
     )
 
 

@@ -25,6 +25,7 @@ from ..files.pagecache import read_cached_bytes
 from ..files.pools import io_pool
 from ..files.root import Root
 from ..http.cachecontrol import CacheControl
+from ..http.cors import CorsPolicy
 from ..http.encodings import SUFFIXES, negotiate
 from ..http.head import Fields, content_disposition, serialize
 from ..http.mediatypes import content_type
@@ -81,6 +82,7 @@ class Features:
     attachment: bool = False  # Content-Disposition: attachment on every file
     digest: bool = False  # Repr-Digest: sha-256
     cache_control: CacheControl | None = None  # --cache-control rules
+    cors: CorsPolicy | None = None  # --cors
 
 
 def cache_key(target: bytes) -> bytes:
@@ -115,7 +117,10 @@ class Handler:
         self._prefix = root_path.encode("ascii")
         self.features = features or Features()
         self.digests = DigestCache() if self.features.digest else None
-        self._vary = VARY_ACCEPT_ENCODING if self.features.codings else ()
+        cors = self.features.cors
+        self._vary = (VARY_ACCEPT_ENCODING if self.features.codings else ()) + (
+            cors.vary if cors is not None else ()
+        )
 
     def cacheable(self, request: Request) -> bool:
         """The one cache rule: a request may be answered from the file cache, and its
@@ -136,7 +141,9 @@ class Handler:
             and request.if_match is None
             and request.if_unmodified_since is None
             and request.want_repr_digest is None
-            and (not self._vary or request.accept_encoding is None)
+            and (not self.features.codings or request.accept_encoding is None)
+            # CORS fields answer the request's Origin: those are planned.
+            and (self.features.cors is None or request.origin is None)
         )
 
     def respond_cached(self, request: Request) -> CachedFile | None:
@@ -151,9 +158,34 @@ class Handler:
     def plan(self, request: Request, close: bool) -> Planned | Deferred:
         """The plan for ``request`` and the file its body windows read (the caller's)."""
         method = request.method
+        cors = self.features.cors
+        if method == "OPTIONS":
+            preflight = (
+                cors.preflight_fields(request.origin, request.access_control_request_method)
+                if cors is not None
+                else ()
+            )
+            return plan_no_content(204, close, (*ALLOW, *preflight)), None
+        planned = self._plan(request, close)
+        extra = cors.response_fields(request.origin) if cors is not None else ()
+        if not extra:
+            return planned
+        # Every answer to an allowed origin, errors included (a page sees a 404 as a 404,
+        # not as a network error), says so.
+        if isinstance(planned, Deferred):
+            run = planned.run
+
+            async def with_cors() -> Planned:
+                plan, file = await run()
+                return replace(plan, fields=(*plan.fields, *extra)), file
+
+            return Deferred(with_cors, planned.file)
+        plan, file = planned
+        return replace(plan, fields=(*plan.fields, *extra)), file
+
+    def _plan(self, request: Request, close: bool) -> Planned | Deferred:
+        method = request.method
         if method != "GET" and method != "HEAD":
-            if method == "OPTIONS":
-                return plan_no_content(204, close, ALLOW), None
             # RFC 9110 §15.5.6: 405 carries Allow.
             return plan_error(405, request, close, ALLOW), None
         raw_target = request.target
