@@ -49,6 +49,7 @@ class Config:
     metrics: str | None = None  # ADDR:PORT of the Prometheus endpoint
     cache_control: tuple[str, ...] = ()  # --cache-control rules, in order (cachecontrol.py)
     cors: tuple[str, ...] = ()  # origins allowed to read with fetch(), or ("*",)
+    max_connections_per_ip: int = 0  # beyond it, a client's new connection gets 429; 0 = off
 
     @property
     def inline_body_max(self) -> int:

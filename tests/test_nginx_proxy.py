@@ -17,6 +17,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -635,3 +636,52 @@ def test_request_bodies_over_64k_are_refused_by_nginx(stack):
     # nginx refused it itself (client_max_body_size 64k): the backend never saw it.
     time.sleep(0.2)
     assert marker not in stack.tcp.stdout()
+
+
+# --- --max-connections-per-ip behind the shipped config ---------------------------------------
+
+
+def _slow_download(port: int, target: str, source: str) -> socket.socket:
+    """A download that stays open: a few KB read, then the client stops reading."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+    return sock
+
+
+def test_per_client_cap_behind_nginx_tells_clients_apart_by_forwarded_address(
+    tmp_path, shipped_conf
+):
+    """Several clients through one proxy: the cap counts each by the address nginx puts in
+    X-Forwarded-For, not by nginx's own (one address for all of them)."""
+    data = _make_data(tmp_path)
+    backend = ServerProcess(data.root, ["--max-connections-per-ip", "1"], logdir=tmp_path / "l")
+    proxy = Nginx(tmp_path / "nginx")
+    with backend:
+        proxy.start(
+            lambda port: derive_config(
+                shipped_conf,
+                prefix=tmp_path / "nginx",
+                port=port,
+                tcp_port=backend.port,
+                unix_socket=tmp_path / "none.sock",
+                pass_prefix=False,
+            )
+        )
+        try:
+            held = _slow_download(proxy.port, "/medium.bin", "127.0.0.2")
+            try:
+                status, headers, _ = request(proxy, "/hello.txt", source="127.0.0.2")
+                assert status == 429 and headers["Retry-After"] == "1"
+                status, _, body = request(proxy, "/hello.txt", source="127.0.0.3")
+                assert (status, body) == (200, HELLO)  # another client, another count
+            finally:
+                held.close()
+            deadline = time.monotonic() + 10
+            while request(proxy, "/hello.txt", source="127.0.0.2")[0] != 200:
+                assert time.monotonic() < deadline, "the client's slot was never freed"
+                time.sleep(0.1)
+        finally:
+            proxy.stop()
+    assert "127.0.0.2 - - " in backend.stdout() and '" 429 ' in backend.stdout()

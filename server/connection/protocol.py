@@ -55,6 +55,7 @@ class HttpProtocol(asyncio.Protocol):
         self.reading_paused = False
         self._progress_mark: tuple[int, int, int] = (0, 0, 0)
         self._head_due = 0.0  # when the unfinished head's --header-timeout runs out
+        self.client: str | None = None  # the key --max-connections-per-ip counts it under
         self.tls = False  # a TLS transport (connection/tls.py): see pause_reading_for_send
 
     def move(self, phase: Phase) -> None:
@@ -81,20 +82,36 @@ class HttpProtocol(asyncio.Protocol):
         if shared.open_connections() >= shared.config.max_connections:
             # Over the limit: answer at once and close, so the listener never spins on a
             # connection it cannot serve (RFC 9110 §15.6.4: 503 with Retry-After).
-            self.no_more_requests = True
-            plan = plan_error(503, None, close=True, extra=RETRY_AFTER)
-            channel.write(plan.wire())
-            refused = Request(method="")  # logged with the request line "-", as refusals are
-            shared.observer.record(self.peer, refused, 503, plan.body_length, "inline", COMPLETE)
-            self.close_gracefully()
+            self._turn_away(503, "connection over --max-connections")
             shared.rejected_connections += 1
             return
+        client = shared.clients.at_accept(self.peer)
+        if client == "":
+            self._turn_away(429, "connection over --max-connections-per-ip")
+            return
+        self.client = client
         shared.connections.add(self)
         shared.stats.connections_total += 1
         # The first request's head must arrive within --header-timeout of the connect.
         self._head_due = self.deadline.set(Watch.HEAD, shared.config.header_timeout)
 
+    def _turn_away(self, status: int, why: str) -> None:
+        """Refuse a connection at accept: answer ``status`` with Retry-After, close."""
+        log.debug("%s from %s: %d", why, self.peer, status)
+        self.no_more_requests = True
+        plan = plan_error(status, None, close=True, extra=RETRY_AFTER)
+        assert self.channel is not None
+        self.channel.write(plan.wire())
+        refused = Request(method="")  # logged with the request line "-", as refusals are
+        self.shared.observer.record(
+            self.peer, refused, status, plan.body_length, "inline", COMPLETE
+        )
+        self.close_gracefully()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.phase is not Phase.CLOSED and self in self.shared.connections:
+            self.shared.clients.release(self.client)
+            self.client = None
         self.move(Phase.CLOSED)
         self.shared.connections.discard(self)
         self.responder.cancel(CLIENT_ABORTED, abort_transport=False)

@@ -24,11 +24,11 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..files.lookup import OpenFile
-from ..http.head import DATE_CLOCK
+from ..http.head import DATE_CLOCK, Fields
 from ..http.plan import ResponsePlan, plan_error
 from ..http.request import Request
 from ..observe.record import CLIENT_ABORTED, COMPLETE, SERVER_ERROR
-from ..respond.handler import Deferred, Planned
+from ..respond.handler import RETRY_AFTER, Deferred, Planned
 from ..send import ClientGone, Pacer, SendAborted, SendBody, Tally
 from ..send.buffered import send_buffered
 from ..send.inline import render_inline
@@ -188,6 +188,16 @@ class Responder:
 
     def _respond(self, request: Request) -> None:
         shared = self.shared
+        clients = shared.clients
+        if clients.cap and clients.trusted.trusts(self.conn.peer):
+            # Proxied: the connection counts for its latest request's client.
+            conn = self.conn
+            client = clients.at_request(conn.peer, conn.client, request)
+            if client == "":
+                conn.client = None
+                self.refuse(429, request, RETRY_AFTER)
+                return
+            conn.client = client
         close = not request.keep_alive or shared.shutting_down
         cached = shared.handler.respond_cached(request)
         if cached is not None:
@@ -344,10 +354,10 @@ class Responder:
         if close or self.shared.shutting_down:
             self.conn.close_gracefully()
 
-    def refuse(self, status: int, request: Request | None) -> None:
+    def refuse(self, status: int, request: Request | None, extra: Fields = ()) -> None:
         """Answer ``status`` to what could not be read as a request, then close."""
         # A refused HEAD (its method was read) gets no body (RFC 9110 §9.3.2).
-        plan = plan_error(status, request, close=True)
+        plan = plan_error(status, request, close=True, extra=extra)
         conn = self.conn
         if not conn.transport_closing():
             self._write(plan.wire())

@@ -10,6 +10,7 @@ from ..observe.record import Observer
 from ..observe.stats import Stats
 from ..respond.handler import Handler
 from ..send import SendBody
+from .clients import ClientCounts
 
 if TYPE_CHECKING:
     from .protocol import HttpProtocol
@@ -36,6 +37,8 @@ class Shared:
         self.stats: Stats = observer.stats
         self.inline_max = config.inline_body_max
         self.connections: set[HttpProtocol] = set()
+        # --max-connections-per-ip: open connections by client (see clients.py).
+        self.clients = ClientCounts(config.max_connections_per_ip, observer.trusted)
         # TLS connections accepted and still in their handshake, with when it must be over.
         self.handshakes: dict[HttpProtocol, float] = {}
         self.shutting_down = False

@@ -351,6 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics at http://ADDR:PORT/metrics (a separate listener)",
     )
     p.add_argument(
+        "--max-connections-per-ip",
+        type=_size,
+        default=DEFAULT.max_connections_per_ip,
+        metavar="N",
+        help="answer a client's connections beyond N with 429 and close them; the client "
+        "is the one the trusted-proxy rules name (default %(default)s: no cap)",
+    )
+    p.add_argument(
         "--cors",
         type=_cors,
         default=DEFAULT.cors,
@@ -418,6 +426,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         metrics=args.metrics,
         cache_control=tuple(args.cache_control or DEFAULT.cache_control),
         cors=args.cors,
+        max_connections_per_ip=args.max_connections_per_ip,
     )
 
 

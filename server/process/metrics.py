@@ -96,6 +96,10 @@ def render_text(state: Shared, worker: int) -> str:
         "--max-connections.",
         "# TYPE zerocopy_connections_rejected_total counter",
         f"zerocopy_connections_rejected_total{_labels(**w)} {state.rejected_connections}",
+        "# HELP zerocopy_client_limit_refused_total Connections and requests answered 429 "
+        "at --max-connections-per-ip.",
+        "# TYPE zerocopy_client_limit_refused_total counter",
+        f"zerocopy_client_limit_refused_total{_labels(**w)} {state.clients.refused}",
         "# HELP zerocopy_response_seconds Time from a complete request to its last byte "
         "handed to the kernel.",
         "# TYPE zerocopy_response_seconds histogram",
