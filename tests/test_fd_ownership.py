@@ -59,6 +59,7 @@ does that; nor does asyncio itself, since the transport neither reads nor writes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import inspect
@@ -81,6 +82,7 @@ from server.config import Config
 from server.connection.phases import Phase
 from server.connection.protocol import HttpProtocol
 from server.connection.shared import Shared
+from server.files.digests import XATTR
 from server.files.lookup import OpenFile
 from server.observe.record import COMPLETE, Observer
 from server.process.app import build_shared
@@ -223,7 +225,7 @@ def _set_digest_wait(monkeypatch: pytest.MonkeyPatch, body: Body) -> None:
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The served root. No digest of its files is known to any cut: each builds its own
-    ``Shared``, and with it its own digest cache."""
+    ``Shared``, and with it its own digest cache, and drops the one kept in the file."""
     root = tmp_path_factory.mktemp("fd-ownership") / "root"
     (root / "listed").mkdir(parents=True)
     (root / "big.bin").write_bytes(os.urandom(BIG))
@@ -447,6 +449,9 @@ class Connection:
             _drop_from_page_cache(root / case.body.target.lstrip("/"))
         fds_before = _open_fds()
         shared = build_shared(case.config(root), lut.loop)  # fresh caches, digests too
+        # Digests are also kept with the files (an xattr): forget that one too.
+        with contextlib.suppress(OSError):
+            os.removexattr(root / "hash-me.bin", XATTR)
         assert shared.send_path == case.path.name
         outcomes = _record_outcomes(shared)
         server_end, client = socket.socketpair()

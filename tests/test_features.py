@@ -209,7 +209,11 @@ def test_repr_digest(ftree, tmp_path, path_name):
 def test_head_and_ranges_never_start_hashing(ftree, tmp_path):
     """Only a whole-file GET starts a digest: HEADs and ranges of a file never hashed go
     out without Repr-Digest, and leave it unhashed."""
-    with ServerProcess(ftree, ["--digest", "sha-256"], logdir=tmp_path) as srv:
+    # A file of its own: digests are kept with files (xattrs), and big.bin has one by now.
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "big.bin").write_bytes((ftree / "big.bin").read_bytes())
+    with ServerProcess(root, ["--digest", "sha-256"], logdir=tmp_path) as srv:
         for _ in range(3):
             data = get("/big.bin", method="HEAD") + get("/big.bin", extra="Range: bytes=0-0\r\n")
             r, _ = exchange(srv.port, data, expect=2, head_requests=[True, False])

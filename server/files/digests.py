@@ -11,6 +11,7 @@ carries it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 from collections import OrderedDict
@@ -27,8 +28,43 @@ _READ = 16 * 1024 * 1024
 MAX_ENTRIES = 100_000
 
 
-def _hash_fd(fd: int, size: int) -> bytes:
-    """SHA-256 of the first ``size`` bytes of a file, read with preadv (thread-safe)."""
+# The digest is kept with the file, in an extended attribute, keyed to the version it was
+# computed from: restarts and --workers share it, and mv / cp -a carry it along.
+XATTR = "user.zerocopy.sha256"
+
+
+def _xattr_key(st: os.stat_result) -> str:
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+
+def read_persisted(file: int | str, st: os.stat_result) -> bytes | None:
+    """The digest kept in the extended attribute of ``file`` (an fd or a path), if it is
+    this version's."""
+    try:
+        raw = os.getxattr(file, XATTR)
+    except (OSError, AttributeError):
+        return None  # none yet, no xattrs on this file system, or another platform
+    key, _, hexdigest = raw.decode("ascii", "replace").rpartition(":")
+    if key != _xattr_key(st) or len(hexdigest) != 64:
+        return None  # stale (the file changed since): computed again, and rewritten
+    try:
+        return bytes.fromhex(hexdigest)
+    except ValueError:
+        return None
+
+
+def persist(fd: int, st: os.stat_result, digest: bytes) -> None:
+    """Keep ``digest`` with the file; silently not where that is refused (a read-only
+    mount, a file system without user xattrs, a file we may not write)."""
+    value = f"{_xattr_key(st)}:{digest.hex()}".encode("ascii")
+    with contextlib.suppress(OSError, AttributeError):
+        os.setxattr(fd, XATTR, value)
+
+
+def _hash_fd(fd: int, st: os.stat_result) -> bytes:
+    """SHA-256 of a file version (read with preadv, thread-safe), then kept with the file;
+    closes ``fd``, the thread's own descriptor."""
+    size = st.st_size
     h = hashlib.sha256()
     buf = bytearray(min(_READ, max(size, 1)))
     view = memoryview(buf)
@@ -40,10 +76,13 @@ def _hash_fd(fd: int, size: int) -> bytes:
                 break
             h.update(view[:n])  # releases the GIL for the hashing itself
             offset += n
+        digest = h.digest()
+        if offset == size:
+            persist(fd, st, digest)
+        return digest
     finally:
         view.release()
         os.close(fd)
-    return h.digest()
 
 
 class DigestCache:
@@ -52,17 +91,37 @@ class DigestCache:
     def __init__(self, pool: HashPool | None = None, max_entries: int = MAX_ENTRIES) -> None:
         self.max_entries = max_entries
         self.pool = pool if pool is not None else HashPool()
-        self._done: OrderedDict[FileVersion, str] = OrderedDict()
+        self._done: OrderedDict[FileVersion, bytes] = OrderedDict()
         self._running: dict[FileVersion, asyncio.Future[bytes]] = {}
 
-    def get(self, st: os.stat_result) -> str | None:
-        return self._done.get(file_version(st))
+    def known(self, fd: int, st: os.stat_result) -> bytes | None:
+        """This version's digest if known: in memory, or kept with the file (then
+        remembered). Never computes."""
+        key = file_version(st)
+        digest = self._done.get(key)
+        if digest is None:
+            digest = read_persisted(fd, st)
+            if digest is not None:
+                self._store(key, digest)
+        return digest
 
-    def put_bytes(self, st: os.stat_result, body: bytes) -> str:
-        """Record the digest of content already in memory (small files)."""
-        value = field_value(hashlib.sha256(body).digest())
-        self._store(file_version(st), value)
-        return value
+    def peek(self, path: str, st: os.stat_result) -> str | None:
+        """Thread-safe, for listings: the hex digest if in memory or kept with the file
+        named ``path`` (as this version's); never computes, never stores."""
+        digest = self._done.get(file_version(st)) or read_persisted(path, st)
+        return digest.hex() if digest is not None else None
+
+    def get(self, fd: int, st: os.stat_result) -> str | None:
+        """The Repr-Digest field value, if known."""
+        digest = self.known(fd, st)
+        return field_value(digest) if digest is not None else None
+
+    def put_bytes(self, fd: int, st: os.stat_result, body: bytes) -> str:
+        """Record (and keep with the file) the digest of content in memory (small files)."""
+        digest = hashlib.sha256(body).digest()
+        self._store(file_version(st), digest)
+        persist(fd, st, digest)
+        return field_value(digest)
 
     def start(self, fd: int, st: os.stat_result) -> asyncio.Future[bytes] | None:
         """The computation of this file version's digest, started in the hash pool unless
@@ -77,7 +136,7 @@ class DigestCache:
         # A descriptor of its own: the requester's may close (client gone) while the
         # thread still reads, and its number could then belong to another file.
         own = os.dup(fd)
-        job = self.pool.submit(lambda: _hash_fd(own, st.st_size))
+        job = self.pool.submit(lambda: _hash_fd(own, st))
         if job is None:
             os.close(own)
             return None
@@ -87,12 +146,12 @@ class DigestCache:
         def _finished(fut: asyncio.Future[bytes]) -> None:
             self._running.pop(key, None)
             if not fut.cancelled() and fut.exception() is None:
-                self._store(key, field_value(fut.result()))
+                self._store(key, fut.result())
 
         running.add_done_callback(_finished)
         return running
 
-    def _store(self, key: FileVersion, value: str) -> None:
+    def _store(self, key: FileVersion, value: bytes) -> None:
         self._done[key] = value
         while len(self._done) > self.max_entries:
             self._done.popitem(last=False)

@@ -147,6 +147,22 @@ class FileLookup:
             return None
         return OpenFile(fd, st, os.path.basename(path), path)
 
+    def directory(self, segments: tuple[str, ...]) -> str | None:
+        """The real path of the directory ``segments`` names, checked inside the root (and
+        not hidden, unless dotfiles are allowed), or None."""
+        if not self.allow_dotfiles and any(s.startswith(".") for s in segments):
+            return None
+        path = self._root_slash + "/".join(segments) if segments else self.root.real
+        fd = self._open_checked(path)
+        if isinstance(fd, Refused):
+            return None
+        try:
+            return real_path(fd, path) if stat.S_ISDIR(os.fstat(fd).st_mode) else None
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
     def open(self, target: RequestPath) -> OpenFile | Refused | NeedsSlash | Directory:
         """Open what ``target`` names: a regular file, or a directory's index.html."""
         if target.hidden and not self.allow_dotfiles:

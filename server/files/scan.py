@@ -15,7 +15,7 @@ import errno
 import heapq
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..http.listing import MAX_ENTRIES, Entry, Listing, name_key
 from .root import Root, real_path, resolve_at
@@ -44,7 +44,13 @@ def _default_order(entry: Entry) -> tuple[bool, tuple[str, str]]:
     return not entry.is_dir, name_key(entry.name)
 
 
-def scan_directory(dir_path: str, root: Root, max_entries: int = MAX_ENTRIES) -> Listing:
+# known(path, stat) -> a file's sha256 (hex) if known already, else None.
+Known = Callable[[str, os.stat_result], "str | None"]
+
+
+def scan_directory(
+    dir_path: str, root: Root, max_entries: int = MAX_ENTRIES, known: Known | None = None
+) -> Listing:
     """Blocking: list a directory (the caller runs it in a worker thread).
 
     The cap keeps the first ``max_entries`` of the default order, so the same ones every
@@ -60,7 +66,7 @@ def scan_directory(dir_path: str, root: Root, max_entries: int = MAX_ENTRIES) ->
         if not root.contains(dir_real):
             raise FileNotFoundError(errno.ENOENT, "directory outside the served root", dir_path)
         counted = [0]
-        entries = _entries(fd, dir_real.rstrip("/") + "/", root, counted)
+        entries = _entries(fd, dir_real.rstrip("/") + "/", root, counted, known)
         kept = heapq.nsmallest(max(0, max_entries), entries, key=_default_order)
         for _ in entries:
             pass  # nsmallest(0, ...) reads nothing: every entry is counted all the same
@@ -70,7 +76,9 @@ def scan_directory(dir_path: str, root: Root, max_entries: int = MAX_ENTRIES) ->
     return Listing(tuple(kept), total > len(kept), total)
 
 
-def _entries(fd: int, dir_slash: str, root: Root, counted: list[int]) -> Iterator[Entry]:
+def _entries(
+    fd: int, dir_slash: str, root: Root, counted: list[int], known: Known | None
+) -> Iterator[Entry]:
     """The entries a listing may name, one at a time; ``counted[0]`` counts them."""
     allow_dotfiles = root.allow_dotfiles
     with os.scandir(fd) as it:
@@ -92,4 +100,5 @@ def _entries(fd: int, dir_slash: str, root: Root, counted: list[int]) -> Iterato
                 yield Entry(name, True, 0, st.st_mtime)
             elif stat.S_ISREG(st.st_mode):
                 counted[0] += 1
-                yield Entry(name, False, st.st_size, st.st_mtime)
+                digest = known(dir_slash + name, st) if known is not None else None
+                yield Entry(name, False, st.st_size, st.st_mtime, digest)

@@ -127,6 +127,7 @@ class Entry:
     is_dir: bool
     size: int  # bytes (0 for directories)
     mtime: float  # seconds since the epoch (st_mtime)
+    sha256: str | None = None  # hex, when the digest is known already (never computed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,6 +420,7 @@ def render_json(
                 "size": e.size,
                 "mtime": iso_utc(e.mtime),
                 "url": base + _q(e.name) + ("/" if e.is_dir else ""),
+                **({"sha256": e.sha256} if e.sha256 is not None else {}),
             }
             for e in sort_entries(listing.entries, sort, order)
         ],

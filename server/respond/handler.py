@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
 from ..files.digests import DigestCache
 from ..files.filecache import CachedFile, FileCache
-from ..files.lookup import Directory, FileLookup, NeedsSlash, OpenFile
+from ..files.lookup import NOT_FOUND, Directory, FileLookup, NeedsSlash, OpenFile
 from ..files.pagecache import read_cached_bytes
 from ..files.pools import io_pool
 from ..files.root import Root
@@ -51,6 +52,7 @@ from ..http.plan import (
 from ..http.reprdigest import FIELD as REPR_DIGEST
 from ..http.reprdigest import field_value, wants_sha256
 from ..http.request import Request
+from . import sums
 
 log = logging.getLogger("zerocopy.handler")
 
@@ -202,6 +204,10 @@ class Handler:
             log.debug("bad request-target: %s", exc)
             return plan_error(exc.status, request, close), None
         found = self.lookup.open(target)
+        if found is NOT_FOUND and self.digests is not None and target.segments:
+            sums = self._checksum_file(request, close, target)
+            if sums is not None:
+                return sums
         if isinstance(found, OpenFile):
             try:
                 return self._file(request, close, target, found)
@@ -261,12 +267,12 @@ class Handler:
         body = None
         digests = self.digests
         if digests is not None and wants_sha256(request.want_repr_digest):
-            value = digests.get(st)
+            value = digests.get(found.fd, st)
             if value is None and st.st_size <= self.body_max:
                 # Small: hash the bytes the cache reads anyway, here, in microseconds.
                 body = read_cached_bytes(found.fd, st.st_size)
                 if body is not None:
-                    value = digests.put_bytes(st, body)
+                    value = digests.put_bytes(found.fd, st, body)
             if value is not None:
                 facts = _with_digest(facts, value)
             elif request.method == "GET" and request.range is None:
@@ -314,6 +320,65 @@ class Handler:
             return plan, None
         return plan, found
 
+    # --- checksum files (--digest) ----------------------------------------------------------
+
+    def _checksum_file(
+        self, request: Request, close: bool, target: RequestPath
+    ) -> Planned | Deferred | None:
+        """``NAME.sha256`` or ``DIR/SHA256SUMS`` where no such file exists (sums.py)."""
+        name = target.segments[-1]
+        if name == sums.SUMS_NAME:
+            return Deferred(lambda: self._sha256sums(request, close, target.segments[:-1]))
+        if not name.endswith(sums.SIDECAR_SUFFIX) or name == sums.SIDECAR_SUFFIX:
+            return None
+        base = name[: -len(sums.SIDECAR_SUFFIX)]
+        found = self.lookup.open(RequestPath((*target.segments[:-1], base), False, b"", True))
+        if not isinstance(found, OpenFile):
+            return None
+        return Deferred(lambda: self._checksums(request, close, [found], [base]), found)
+
+    async def _checksums(
+        self, request: Request, close: bool, files: list[OpenFile], names: list[str]
+    ) -> Planned:
+        assert self.digests is not None
+        try:
+            digests = await sums.digests_of(self.digests, files)
+        finally:
+            for f in files:
+                f.close()
+        if digests is None:
+            extra = (("Retry-After", str(sums.RETRY_AFTER_SECONDS)),)
+            return plan_error(503, request, close, extra), None
+        body = "".join(sums.sums_line(d, n) for d, n in zip(digests, names, strict=True))
+        fields = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-cache"))
+        return plan_body(200, request, close, fields, body.encode("utf-8", "surrogateescape")), None
+
+    async def _sha256sums(
+        self, request: Request, close: bool, segments: tuple[str, ...]
+    ) -> Planned:
+        from ..files import scan  # only servers that list or sum directories load it
+
+        path = self.lookup.directory(segments)
+        if path is None:
+            return plan_error(404, request, close), None
+        loop = asyncio.get_running_loop()
+        try:
+            listing = await loop.run_in_executor(
+                io_pool(), scan.scan_directory, path, self.lookup.root
+            )
+        except OSError:
+            return plan_error(404, request, close), None
+        names = sorted(e.name for e in listing.entries if not e.is_dir)
+        if listing.truncated or len(names) > sums.SUMS_MAX_FILES:
+            return plan_error(413, request, close), None
+        files = []
+        for name in names:
+            found = self.lookup.open(RequestPath((*segments, name), False, b"", True))
+            if isinstance(found, OpenFile):
+                files.append(found)
+        kept = [f.name for f in files]
+        return await self._checksums(request, close, files, kept)
+
     # --- directory listings -----------------------------------------------------------------
 
     async def _listing(
@@ -324,7 +389,8 @@ class Handler:
         loop = asyncio.get_running_loop()
         as_json = request.accept is not None and "application/json" in request.accept.lower()
         root = self.lookup.root
-        job = partial(_scan_and_render, path, root, target, as_json, self.root_path)
+        known = self.digests.peek if self.digests is not None else None
+        job = partial(_scan_and_render, path, root, target, as_json, self.root_path, known)
         try:
             fields, body = await loop.run_in_executor(io_pool(), job)
         except FileNotFoundError:
@@ -335,14 +401,19 @@ class Handler:
 
 
 def _scan_and_render(
-    path: str, root: Root, target: RequestPath, as_json: bool, root_path: str
+    path: str,
+    root: Root,
+    target: RequestPath,
+    as_json: bool,
+    root_path: str,
+    known: Callable[[str, os.stat_result], str | None] | None,
 ) -> tuple[Fields, bytes]:
     """Blocking: a directory's listing page (HTML, or JSON when asked) and its fields."""
     # Imported here: only servers with --autoindex load the page templates.
     from ..files import scan
     from ..http import listing
 
-    found = scan.scan_directory(path, root)
+    found = scan.scan_directory(path, root, known=known)
     sort, order, json_query = listing.parse_listing_query(target.query)
     fields: Fields
     if as_json or json_query:
