@@ -256,12 +256,15 @@ class Responder:
         shared = self.shared
         conn = self.conn
         send_body: SendBody
-        if file is None:
+        if not plan.uses_file:
             self._write(plan.wire(request.version))
             self._finish(request, plan.status, plan.body_length, "inline", plan.close)
             return
         head = plan.head(request.version)
-        if plan.body_length <= shared.inline_max:
+        if file is None:
+            # An archive: its members are opened by the sender, one window at a time.
+            send_body, via = shared.send_body, shared.send_path
+        elif plan.body_length <= shared.inline_max:
             try:
                 buf = render_inline(head, plan, file.fd)
             except OSError as exc:
@@ -283,7 +286,7 @@ class Responder:
         )
         tally = self.tally = Tally(via)
         assert conn.channel is not None
-        sending = send_body(conn.channel, head, plan, file.fd, pacer, tally)
+        sending = send_body(conn.channel, head, plan, file.fd if file else None, pacer, tally)
         if conn.tls:
             sending = _flushed(sending, conn.channel)
         self._start(sending, lambda task: self._sent(task, request, plan, tally), file)

@@ -11,10 +11,13 @@ carries it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import os
+import zlib
 from collections import OrderedDict
+from functools import partial
 
 from ..http.reprdigest import field_value
 from .pools import HashPool
@@ -153,5 +156,113 @@ class DigestCache:
 
     def _store(self, key: FileVersion, value: bytes) -> None:
         self._done[key] = value
+        while len(self._done) > self.max_entries:
+            self._done.popitem(last=False)
+
+
+# --- CRC-32 of archive members (zip) --------------------------------------------------------
+
+CRC_XATTR = "user.zerocopy.crc32"
+
+
+class Busy(Exception):
+    """The hash pool's queue is full: come back later."""
+
+
+def _crc_batch(todo: list[tuple[str, os.stat_result, concurrent.futures.Future[int]]]) -> None:
+    """Blocking, in the hash pool: the CRC-32 of each file (checked to be the version the
+    snapshot saw), kept with the file, handed to its future."""
+    buf = bytearray(_READ)
+    view = memoryview(buf)
+    for path, st, result in todo:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError as exc:
+            result.set_exception(exc)
+            continue
+        try:
+            now = os.fstat(fd)
+            if file_version(now)[1:4] != file_version(st)[1:4]:
+                raise OSError(f"{path} changed")
+            crc = 0
+            offset = 0
+            while offset < st.st_size:
+                n = os.preadv(fd, [view[: min(len(buf), st.st_size - offset)]], offset)
+                if n <= 0:
+                    raise OSError(f"{path} shrank")
+                crc = zlib.crc32(view[:n], crc)
+                offset += n
+            with contextlib.suppress(OSError, AttributeError):
+                os.setxattr(fd, CRC_XATTR, f"{_xattr_key(st)}:{crc:08x}".encode("ascii"))
+            result.set_result(crc)
+        except OSError as exc:
+            result.set_exception(exc)
+        finally:
+            os.close(fd)
+    view.release()
+
+
+class Crc32Cache:
+    """CRC-32s of files by version (for zip archives): memory, then the file's extended
+    attribute, else computed in the hash pool, a whole tree's missing ones in one job."""
+
+    def __init__(self, pool: HashPool, max_entries: int = MAX_ENTRIES) -> None:
+        self.pool = pool
+        self.max_entries = max_entries
+        self._done: OrderedDict[FileVersion, int] = OrderedDict()
+        self._running: dict[FileVersion, asyncio.Future[int]] = {}
+
+    def known(self, path: str, st: os.stat_result) -> int | None:
+        key = file_version(st)
+        crc = self._done.get(key)
+        if crc is None:
+            try:
+                raw = os.getxattr(path, CRC_XATTR).decode("ascii", "replace")
+            except (OSError, AttributeError):
+                return None
+            stamp, _, value = raw.rpartition(":")
+            if stamp != _xattr_key(st) or len(value) != 8:
+                return None
+            try:
+                crc = int(value, 16)
+            except ValueError:
+                return None
+            self._store(key, crc)
+        return crc
+
+    async def all_of(self, items: list[tuple[str, os.stat_result]]) -> list[int]:
+        """The CRC-32 of each (path, stat); raises Busy, or OSError when a file changed.
+        What is computed goes on (and is kept) if the caller stops waiting."""
+        futures: list[asyncio.Future[int]] = []
+        todo = []
+        for path, st in items:
+            crc = self.known(path, st)
+            if crc is not None:
+                done = asyncio.get_running_loop().create_future()
+                done.set_result(crc)
+                futures.append(done)
+                continue
+            key = file_version(st)
+            running = self._running.get(key)
+            if running is None:
+                result: concurrent.futures.Future[int] = concurrent.futures.Future()
+                running = asyncio.wrap_future(result)
+                self._running[key] = running
+                running.add_done_callback(partial(self._finished, key))
+                todo.append((path, st, result))
+            futures.append(running)
+        if todo and self.pool.submit(partial(_crc_batch, todo)) is None:
+            for _path, _st, result in todo:
+                result.set_exception(Busy())
+            raise Busy()
+        return list(await asyncio.shield(asyncio.gather(*futures)))
+
+    def _finished(self, key: FileVersion, fut: asyncio.Future[int]) -> None:
+        self._running.pop(key, None)
+        if not fut.cancelled() and fut.exception() is None:
+            self._store(key, fut.result())
+
+    def _store(self, key: FileVersion, crc: int) -> None:
+        self._done[key] = crc
         while len(self._done) > self.max_entries:
             self._done.popitem(last=False)

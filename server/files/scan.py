@@ -102,3 +102,74 @@ def _entries(
                 counted[0] += 1
                 digest = known(dir_slash + name, st) if known is not None else None
                 yield Entry(name, False, st.st_size, st.st_mtime, digest)
+
+
+# --- a whole tree, for archives --------------------------------------------------------------
+
+
+class TreeTooLarge(Exception):
+    """More files or bytes than the archive limits allow."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def walk_tree(
+    dir_path: str, root: Root, max_files: int, max_bytes: int
+) -> list[tuple[str, os.stat_result, str]]:
+    """Blocking: every directory and regular file under ``dir_path`` as (relative name,
+    stat, real path), by the listing's rules (dotfiles, containment, reachable names),
+    sorted by name; directories' names end with "/". A symlinked directory is entered
+    once (no loops). Raises TreeTooLarge, or OSError as ``os.open`` does."""
+    found: list[tuple[str, os.stat_result, str]] = []
+    seen: set[tuple[int, int]] = set()
+    files = 0
+    total = 0
+
+    def walk(path: str, prefix: str) -> None:
+        nonlocal files, total
+        fd = os.open(path, _DIR_FLAGS)
+        try:
+            real = real_path(fd, path)
+            st = os.fstat(fd)
+            if not root.contains(real) or (st.st_dev, st.st_ino) in seen:
+                return
+            seen.add((st.st_dev, st.st_ino))
+            slash = real.rstrip("/") + "/"
+            children = []
+            with os.scandir(fd) as it:
+                for de in it:
+                    name = de.name
+                    if (name.startswith(".") and not root.allow_dotfiles) or not _reachable(name):
+                        continue
+                    try:
+                        if de.is_symlink():
+                            target, cst = resolve_at(fd, name, slash)
+                            if not root.contains(target):
+                                continue
+                        else:
+                            target, cst = slash + name, de.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISDIR(cst.st_mode) or stat.S_ISREG(cst.st_mode):
+                        children.append((name, cst, target))
+        finally:
+            os.close(fd)
+        for name, cst, target in sorted(children):
+            rel = prefix + name
+            if stat.S_ISDIR(cst.st_mode):
+                found.append((rel + "/", cst, target))
+                walk(target, rel + "/")
+            else:
+                files += 1
+                total += cst.st_size
+                if files > max_files:
+                    raise TreeTooLarge(f"more than {max_files} files")
+                if total > max_bytes:
+                    raise TreeTooLarge(f"more than {max_bytes} bytes")
+                found.append((rel, cst, target))
+
+    walk(dir_path, "")
+    found.sort(key=lambda item: item[0])
+    return found

@@ -331,7 +331,12 @@ def _clean_sort(sort: str, order: str) -> tuple[str, str]:
 
 
 def render_html(
-    listing: Listing, segments: tuple[str, ...], sort: str, order: str, prefix: str = ""
+    listing: Listing,
+    segments: tuple[str, ...],
+    sort: str,
+    order: str,
+    prefix: str = "",
+    archives: tuple[str, ...] = (),
 ) -> bytes:
     """A complete UTF-8 HTML page listing the directory at ``segments`` (``()`` = root).
 
@@ -348,7 +353,16 @@ def render_html(
         f"<title>Index of {title}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n",
         "<div class=wrap>\n<header><h1>Index of <span class=crumbs>",
         _breadcrumbs(segments, prefix),
-        "</span></h1></header>\n<main>\n",
+        "</span></h1>",
+    ]
+    if archives:
+        # Relative links to this directory as one download (--archives).
+        links = " ".join(
+            f'<a class=ar href="./?archive={kind}" download>{kind}</a>' for kind in archives
+        )
+        out.append(f"<p class=archives>Download this directory: {links}</p>")
+    out += [
+        "</header>\n<main>\n",
     ]
     if listing.truncated:
         out.append(
@@ -400,7 +414,12 @@ def render_html(
 
 
 def render_json(
-    listing: Listing, segments: tuple[str, ...], sort: str, order: str, prefix: str = ""
+    listing: Listing,
+    segments: tuple[str, ...],
+    sort: str,
+    order: str,
+    prefix: str = "",
+    archives: tuple[str, ...] = (),
 ) -> bytes:
     """The listing as UTF-8 JSON: path, url, sort, order, entries, truncated, total.
 
@@ -427,6 +446,8 @@ def render_json(
         "truncated": listing.truncated,
         "total": listing.total,
     }
+    if archives:
+        document["archives"] = {kind: f"{base}?archive={kind}" for kind in archives}
     text = json.dumps(document, ensure_ascii=True)
     # Outside strings JSON has no "<", ">" or "&": escaping them keeps a sniffing browser
     # from ever finding markup in a listing.

@@ -41,7 +41,53 @@ class FileWindow:
     length: int
 
 
-Segment = bytes | FileWindow
+@dataclass(frozen=True, slots=True)
+class MemberRef:
+    """An archive member's file as the snapshot saw it (opened, and checked, at send)."""
+
+    path: str
+    ino: int
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberWindow:
+    """``length`` bytes of the archive member ``member`` (an index into the plan's
+    ``members``) starting at ``offset``: archives send many files."""
+
+    member: int
+    offset: int
+    length: int
+
+
+Segment = bytes | FileWindow | MemberWindow
+
+
+def segment_length(seg: Segment) -> int:
+    return len(seg) if isinstance(seg, bytes) else seg.length
+
+
+def slice_segments(segments: tuple[Segment, ...], start: int, length: int) -> list[Segment]:
+    """The segments that carry bytes ``start`` to ``start + length`` of a body."""
+    out: list[Segment] = []
+    pos = 0
+    end = start + length
+    for seg in segments:
+        n = segment_length(seg)
+        lo, hi = max(start, pos), min(end, pos + n)
+        if lo < hi:
+            a, b = lo - pos, hi - pos
+            if isinstance(seg, bytes):
+                out.append(seg[a:b])
+            elif isinstance(seg, FileWindow):
+                out.append(FileWindow(seg.offset + a, b - a))
+            else:
+                out.append(MemberWindow(seg.member, seg.offset + a, b - a))
+        pos += n
+        if pos >= end:
+            break
+    return out
 
 
 def new_boundary() -> str:
@@ -49,9 +95,14 @@ def new_boundary() -> str:
 
 
 def multipart_body(
-    ranges: tuple[ByteRange, ...], size: int, content_type: str, boundary: str
+    ranges: tuple[ByteRange, ...],
+    size: int,
+    content_type: str,
+    boundary: str,
+    body: tuple[Segment, ...] | None = None,
 ) -> tuple[list[Segment], int]:
-    """The body segments and their exact total length for a multi-range response."""
+    """The body segments and their exact total length for a multi-range response; the
+    parts are windows over the file, or slices of ``body`` when given (an archive)."""
     segments: list[Segment] = []
     total = 0
     for r in ranges:
@@ -61,7 +112,10 @@ def multipart_body(
             f"Content-Range: {r.content_range(size)}\r\n\r\n"
         ).encode("latin-1")
         segments.append(part_head)
-        segments.append(FileWindow(r.start, r.length))
+        if body is None:
+            segments.append(FileWindow(r.start, r.length))
+        else:
+            segments.extend(slice_segments(body, r.start, r.length))
         total += len(part_head) + r.length
     tail = f"\r\n--{boundary}--\r\n".encode("latin-1")
     segments.append(tail)

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from .conditional import evaluate_preconditions, if_range_allows_range, make_etag
 from .head import REASONS, Fields, render
 from .httpdate import format_http_date
-from .multipart import FileWindow, Segment, multipart_body, new_boundary
+from .multipart import (
+    FileWindow,
+    MemberRef,
+    Segment,
+    multipart_body,
+    new_boundary,
+    slice_segments,
+)
 from .ranges import RangeKind, decide_ranges
 from .request import Request
 
@@ -36,6 +43,10 @@ class FileFacts:
     # What caches may do with it: on 200, 206 and 304 (RFC 9111 §4.3.4: a 304 carries
     # what the 200 would), not on errors: Cache-Control.
     caching: Fields = ()
+    etag: str = ""  # given, for what is no single file (an archive's snapshot): else made
+
+    def entity_tag(self) -> str:
+        return self.etag or make_etag(self.size, self.mtime_ns, self.variant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +56,8 @@ class ResponsePlan:
     segments: tuple[Segment, ...]
     body_length: int  # bytes the body will carry (Content-Length, or 0 for HEAD)
     close: bool  # close the connection once the response is out
-    uses_file: bool  # some segment is a window over the file
+    uses_file: bool  # some segment is a window over the file (or over archive members)
+    members: tuple[MemberRef, ...] = ()  # what MemberWindow segments read (archives)
 
     def head(self, version: str = "1.1") -> bytes:
         """The head as it goes on the wire to a client speaking HTTP/``version``."""
@@ -58,10 +70,12 @@ class ResponsePlan:
 
 
 def plan_error(
-    status: int, request: Request | None, close: bool, extra: Fields = ()
+    status: int, request: Request | None, close: bool, extra: Fields = (), detail: str = ""
 ) -> ResponsePlan:
-    """A short plain-text response that names the status and echoes nothing."""
-    body = f"{status} {REASONS[status]}\n".encode("ascii")
+    """A short plain-text response that names the status (and the server's ``detail``,
+    never anything from the request)."""
+    text = f"{status} {REASONS[status]}\n" + (f"{detail}\n" if detail else "")
+    body = text.encode("utf-8")
     fields = (("Content-Type", TEXT_PLAIN), ("Content-Length", str(len(body))), *extra)
     with_body = request is None or request.method != "HEAD"
     return ResponsePlan(
@@ -101,7 +115,7 @@ def validator_fields(facts: FileFacts) -> Fields:
     """``Last-Modified`` and ``ETag`` of a file, and the fields of every response about it."""
     return (
         ("Last-Modified", format_http_date(facts.mtime_ns // 1_000_000_000)),
-        ("ETag", make_etag(facts.size, facts.mtime_ns, facts.variant)),
+        ("ETag", facts.entity_tag()),
         *facts.always,
     )
 
@@ -118,10 +132,13 @@ def whole_file_fields(facts: FileFacts) -> Fields:
     )
 
 
-def plan_file(request: Request, facts: FileFacts, close: bool) -> ResponsePlan:
-    """The response to GET or HEAD of a regular file, after preconditions and Range."""
+def plan_file(
+    request: Request, facts: FileFacts, close: bool, body: tuple[Segment, ...] | None = None
+) -> ResponsePlan:
+    """The response to GET or HEAD of a regular file, after preconditions and Range; or of
+    ``body``, segments made for the request (an archive), ranges sliced out of it."""
     size = facts.size
-    etag = make_etag(size, facts.mtime_ns, facts.variant)
+    etag = facts.entity_tag()
     last_modified = facts.mtime_ns // 1_000_000_000
 
     # RFC 9110 §13.2.2: preconditions first, then Range (step 5).
@@ -158,15 +175,15 @@ def plan_file(request: Request, facts: FileFacts, close: bool) -> ResponsePlan:
     ):
         decision = decide_ranges(request.range, size)
         if decision.kind is RangeKind.UNSATISFIABLE:
-            body = b"416 Range Not Satisfiable\n"
+            text = b"416 Range Not Satisfiable\n"
             fields = (
                 ("Content-Type", TEXT_PLAIN),
-                ("Content-Length", str(len(body))),
+                ("Content-Length", str(len(text))),
                 ("Content-Range", f"bytes */{size}"),
                 ("Accept-Ranges", "bytes"),
                 *validator_fields(facts),
             )
-            return ResponsePlan(416, fields, (body,), len(body), close, False)
+            return ResponsePlan(416, fields, (text,), len(text), close, False)
         if decision.kind is RangeKind.PARTIAL:
             ranges = decision.ranges
             if len(ranges) == 1:
@@ -180,10 +197,13 @@ def plan_file(request: Request, facts: FileFacts, close: bool) -> ResponsePlan:
                     *facts.caching,
                     *facts.representation,
                 )
-                window = (FileWindow(r.start, r.length),)
+                if body is None:
+                    window: tuple[Segment, ...] = (FileWindow(r.start, r.length),)
+                else:
+                    window = tuple(slice_segments(body, r.start, r.length))
                 return ResponsePlan(206, fields, window, r.length, close, True)
             boundary = new_boundary()
-            segments, length = multipart_body(ranges, size, facts.content_type, boundary)
+            segments, length = multipart_body(ranges, size, facts.content_type, boundary, body)
             fields = (
                 ("Content-Type", f"multipart/byteranges; boundary={boundary}"),
                 ("Content-Length", str(length)),
@@ -197,4 +217,5 @@ def plan_file(request: Request, facts: FileFacts, close: bool) -> ResponsePlan:
     fields = whole_file_fields(facts)
     if head_only or size == 0:
         return ResponsePlan(200, fields, (), 0, close, False)
-    return ResponsePlan(200, fields, (FileWindow(0, size),), size, close, True)
+    whole = (FileWindow(0, size),) if body is None else body
+    return ResponsePlan(200, fields, whole, size, close, True)

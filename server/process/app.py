@@ -56,6 +56,9 @@ def build_shared(config: Config, loop: asyncio.AbstractEventLoop) -> Shared:
             attachment=config.attachment,
             digest=config.digest,
             cors=CorsPolicy(config.cors) if config.cors else None,
+            archives=config.archives,
+            archive_max_files=config.archive_max_files,
+            archive_max_bytes=config.archive_max_bytes,
             cache_control=(
                 CacheControl(tuple(parse_rule(r) for r in config.cache_control))
                 if config.cache_control

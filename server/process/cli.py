@@ -137,6 +137,16 @@ def _cors(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _archives(text: str) -> tuple[str, ...]:
+    kinds = tuple(dict.fromkeys(k.strip().lower() for k in text.split(",") if k.strip()))
+    if text.strip().lower() in ("off", "none", ""):
+        return ()
+    unknown = [k for k in kinds if k not in ("tar", "zip")]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown archive kind {unknown[0]!r}: tar, zip")
+    return kinds
+
+
 def _workers(text: str) -> int:
     if text == "auto":
         return available_cpus()
@@ -359,6 +369,28 @@ def build_parser() -> argparse.ArgumentParser:
         "is the one the trusted-proxy rules name (default %(default)s: no cap)",
     )
     p.add_argument(
+        "--archives",
+        type=_archives,
+        default=DEFAULT.archives,
+        metavar="tar,zip",
+        help="offer directories as one download: GET /dir/?archive=tar (or zip); "
+        "resumable, with Range (default off)",
+    )
+    p.add_argument(
+        "--archive-max-files",
+        type=_count,
+        default=DEFAULT.archive_max_files,
+        metavar="N",
+        help="an archive of more files is refused with 413 (default %(default)s)",
+    )
+    p.add_argument(
+        "--archive-max-bytes",
+        type=_rate,
+        default=DEFAULT.archive_max_bytes,
+        metavar="BYTES",
+        help="an archive of more bytes is refused with 413 (k/m/g suffixes; default 256g)",
+    )
+    p.add_argument(
         "--cors",
         type=_cors,
         default=DEFAULT.cors,
@@ -426,6 +458,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         metrics=args.metrics,
         cache_control=tuple(args.cache_control or DEFAULT.cache_control),
         cors=args.cors,
+        archives=args.archives,
+        archive_max_files=args.archive_max_files,
+        archive_max_bytes=args.archive_max_bytes,
         max_connections_per_ip=args.max_connections_per_ip,
     )
 

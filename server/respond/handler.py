@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from ..files.digests import DigestCache
+from ..files.digests import Crc32Cache, DigestCache
 from ..files.filecache import CachedFile, FileCache
 from ..files.lookup import NOT_FOUND, Directory, FileLookup, NeedsSlash, OpenFile
 from ..files.pagecache import read_cached_bytes
-from ..files.pools import io_pool
+from ..files.pools import HashPool, io_pool
 from ..files.root import Root
 from ..http.cachecontrol import CacheControl
 from ..http.cors import CorsPolicy
@@ -52,6 +52,7 @@ from ..http.plan import (
 from ..http.reprdigest import FIELD as REPR_DIGEST
 from ..http.reprdigest import field_value, wants_sha256
 from ..http.request import Request
+from . import archives as archives_module
 from . import sums
 
 log = logging.getLogger("zerocopy.handler")
@@ -85,6 +86,9 @@ class Features:
     digest: bool = False  # Repr-Digest: sha-256
     cache_control: CacheControl | None = None  # --cache-control rules
     cors: CorsPolicy | None = None  # --cors
+    archives: tuple[str, ...] = ()  # --archives: "tar", "zip"
+    archive_max_files: int = archives_module.DEFAULT_MAX_FILES
+    archive_max_bytes: int = archives_module.DEFAULT_MAX_BYTES
 
 
 def cache_key(target: bytes) -> bytes:
@@ -119,6 +123,8 @@ class Handler:
         self._prefix = root_path.encode("ascii")
         self.features = features or Features()
         self.digests = DigestCache() if self.features.digest else None
+        pool = self.digests.pool if self.digests is not None else HashPool()
+        self.crcs = Crc32Cache(pool)
         cors = self.features.cors
         self._vary = (VARY_ACCEPT_ENCODING if self.features.codings else ()) + (
             cors.vary if cors is not None else ()
@@ -146,6 +152,8 @@ class Handler:
             and (not self.features.codings or request.accept_encoding is None)
             # CORS fields answer the request's Origin: those are planned.
             and (self.features.cors is None or request.origin is None)
+            # An archive of a directory is no file (and its query would be dropped).
+            and (not self.features.archives or b"archive=" not in request.target)
         )
 
     def respond_cached(self, request: Request) -> CachedFile | None:
@@ -203,6 +211,11 @@ class Handler:
         except TargetError as exc:
             log.debug("bad request-target: %s", exc)
             return plan_error(exc.status, request, close), None
+        features = self.features
+        if features.archives and target.query and (target.trailing_slash or not target.segments):
+            kind = archives_module.wanted(target.query, features.archives)
+            if kind is not None:
+                return Deferred(lambda: self._archive(request, close, target.segments, kind))
         found = self.lookup.open(target)
         if found is NOT_FOUND and self.digests is not None and target.segments:
             sums = self._checksum_file(request, close, target)
@@ -320,6 +333,22 @@ class Handler:
             return plan, None
         return plan, found
 
+    async def _archive(
+        self, request: Request, close: bool, segments: tuple[str, ...], kind: str
+    ) -> Planned:
+        features = self.features
+        plan = await archives_module.plan_archive(
+            self.lookup,
+            self.crcs,
+            request,
+            close,
+            segments,
+            kind,
+            features.archive_max_files,
+            features.archive_max_bytes,
+        )
+        return plan, None
+
     # --- checksum files (--digest) ----------------------------------------------------------
 
     def _checksum_file(
@@ -390,7 +419,16 @@ class Handler:
         as_json = request.accept is not None and "application/json" in request.accept.lower()
         root = self.lookup.root
         known = self.digests.peek if self.digests is not None else None
-        job = partial(_scan_and_render, path, root, target, as_json, self.root_path, known)
+        job = partial(
+            _scan_and_render,
+            path,
+            root,
+            target,
+            as_json,
+            self.root_path,
+            known,
+            self.features.archives,
+        )
         try:
             fields, body = await loop.run_in_executor(io_pool(), job)
         except FileNotFoundError:
@@ -407,6 +445,7 @@ def _scan_and_render(
     as_json: bool,
     root_path: str,
     known: Callable[[str, os.stat_result], str | None] | None,
+    archives: tuple[str, ...] = (),
 ) -> tuple[Fields, bytes]:
     """Blocking: a directory's listing page (HTML, or JSON when asked) and its fields."""
     # Imported here: only servers with --autoindex load the page templates.
@@ -417,10 +456,10 @@ def _scan_and_render(
     sort, order, json_query = listing.parse_listing_query(target.query)
     fields: Fields
     if as_json or json_query:
-        body = listing.render_json(found, target.segments, sort, order, root_path)
+        body = listing.render_json(found, target.segments, sort, order, root_path, archives)
         fields = (("Content-Type", listing.JSON_CONTENT_TYPE),)
     else:
-        body = listing.render_html(found, target.segments, sort, order, root_path)
+        body = listing.render_html(found, target.segments, sort, order, root_path, archives)
         fields = (
             ("Content-Type", listing.HTML_CONTENT_TYPE),
             # Only the page's own (hashed) style and script may run: a missed escape could

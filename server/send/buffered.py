@@ -7,10 +7,13 @@ cached pages happen on the loop thread, others in a worker thread (``read_chunk`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 
+from ..files.members import MemberChanged, opened_member
 from ..files.pagecache import read_chunk
-from ..http.multipart import FileWindow
+from ..http.multipart import FileWindow, MemberWindow
 from ..http.plan import ResponsePlan
 from .channel import Channel, ClientGone, SendAborted, Tally
 from .pacing import Pacer
@@ -67,6 +70,17 @@ def buffered_move(channel: Channel, fd: int) -> Move:
     return move
 
 
+@contextlib.contextmanager
+def opened(plan: ResponsePlan, seg: MemberWindow) -> Iterator[int]:
+    """An archive member's descriptor for one window; a member changed since the plan was
+    made aborts the response."""
+    try:
+        with opened_member(plan.members[seg.member]) as fd:
+            yield fd
+    except MemberChanged as exc:
+        raise SendAborted(str(exc)) from exc
+
+
 async def send_window_or_buffered(
     channel: Channel, fd: int, seg: FileWindow, move: Move, pacer: Pacer | None, tally: Tally
 ) -> None:
@@ -102,6 +116,10 @@ async def send_buffered(
         if isinstance(seg, FileWindow):
             assert fd is not None and move is not None
             await send_window(fd, seg.offset, seg.length, move, pacer, tally)
+        elif isinstance(seg, MemberWindow):
+            with opened(plan, seg) as member:
+                own = buffered_move(channel, member)
+                await send_window(member, seg.offset, seg.length, own, pacer, tally)
         else:
             if channel.is_closing():
                 raise ClientGone("connection closed")

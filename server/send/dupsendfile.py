@@ -16,9 +16,9 @@ import os
 import socket
 
 from ..files.pagecache import UNSUPPORTED
-from ..http.multipart import FileWindow
+from ..http.multipart import FileWindow, MemberWindow
 from ..http.plan import ResponsePlan
-from .buffered import FALLBACK, Unsupported, send_buffered, send_window_or_buffered
+from .buffered import FALLBACK, Unsupported, opened, send_buffered, send_window_or_buffered
 from .channel import Channel, ClientGone, SendAborted, Tally
 from .pacing import Pacer
 from .spans import Move
@@ -157,6 +157,11 @@ async def send_sendfile(
             if isinstance(seg, FileWindow):
                 assert fd is not None and move is not None
                 await send_window_or_buffered(channel, fd, seg, move, pacer, tally)
+            elif isinstance(seg, MemberWindow):
+                with opened(plan, seg) as member:
+                    window = FileWindow(seg.offset, seg.length)
+                    own = _sendfile_move(dup, member)
+                    await send_window_or_buffered(channel, member, window, own, pacer, tally)
             elif tally.via == FALLBACK:
                 channel.write(seg)  # after the transport's writes, in order
                 tally.sent += len(seg)

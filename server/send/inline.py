@@ -8,7 +8,7 @@ the buffered path, which reads off the loop.
 from __future__ import annotations
 
 from ..files.pagecache import read_cached_into
-from ..http.multipart import FileWindow
+from ..http.multipart import FileWindow, MemberWindow
 from ..http.plan import ResponsePlan
 
 
@@ -24,6 +24,8 @@ def render_inline(head: bytes, plan: ResponsePlan, fd: int | None) -> bytearray 
     view[:pos] = head
     with view:
         for seg in plan.segments:
+            if isinstance(seg, MemberWindow):
+                return None  # an archive's members: sent by a task, never inline
             if isinstance(seg, FileWindow):
                 end = pos + seg.length
                 assert fd is not None

@@ -13,9 +13,9 @@ import asyncio
 import socket
 from typing import BinaryIO
 
-from ..http.multipart import FileWindow
+from ..http.multipart import FileWindow, MemberWindow
 from ..http.plan import ResponsePlan
-from .buffered import Unsupported, send_window_or_buffered
+from .buffered import Unsupported, opened, send_window_or_buffered
 from .channel import Channel, ClientGone, SendAborted, Tally
 from .dupsendfile import cork
 from .pacing import Pacer
@@ -59,6 +59,14 @@ async def send_loop_sendfile(
                 assert file is not None and fd is not None
                 move = _span_move(channel, file, tally)
                 await send_window_or_buffered(channel, fd, seg, move, pacer, tally)
+            elif isinstance(seg, MemberWindow):
+                with (
+                    opened(plan, seg) as member,
+                    open(member, "rb", buffering=0, closefd=False) as member_file,
+                ):
+                    window = FileWindow(seg.offset, seg.length)
+                    own = _span_move(channel, member_file, tally)
+                    await send_window_or_buffered(channel, member, window, own, pacer, tally)
             else:
                 if channel.is_closing():
                     raise ClientGone("connection closed")
