@@ -187,6 +187,16 @@ class HttpProtocol(asyncio.Protocol):
                 # replaced its deadline; it is due when it was (perhaps already).
                 self.deadline.set_at(Watch.HEAD, self._head_due)
 
+    def count_client(self, request: Request) -> bool:
+        """--max-connections-per-ip, for a connection from a trusted proxy: it counts for
+        its latest request's client. False when that client is over the cap."""
+        clients = self.shared.clients
+        if not clients.trusted.trusts(self.peer):
+            return True  # a direct client: counted (and capped) at accept
+        client = clients.at_request(self.peer, self.client, request)
+        self.client = client or None
+        return client != ""
+
     def watch_send(self) -> None:
         """Start watching a send: its first look at the progress always counts as progress."""
         self._progress_mark = (-1, -1, -1)

@@ -188,16 +188,9 @@ class Responder:
 
     def _respond(self, request: Request) -> None:
         shared = self.shared
-        clients = shared.clients
-        if clients.cap and clients.trusted.trusts(self.conn.peer):
-            # Proxied: the connection counts for its latest request's client.
-            conn = self.conn
-            client = clients.at_request(conn.peer, conn.client, request)
-            if client == "":
-                conn.client = None
-                self.refuse(429, request, RETRY_AFTER)
-                return
-            conn.client = client
+        if shared.clients.cap and not self.conn.count_client(request):
+            self.refuse(429, request, RETRY_AFTER)
+            return
         close = not request.keep_alive or shared.shutting_down
         cached = shared.handler.respond_cached(request)
         if cached is not None:
@@ -339,13 +332,7 @@ class Responder:
             if conn.phase is Phase.IDLE:
                 self.run()
             return
-        if isinstance(exc, (SendAborted, ConnectionError)):
-            gone = isinstance(exc, (ClientGone, ConnectionError)) or conn.transport_closing()
-            log.debug("response to %s aborted after %d bytes: %s", conn.peer, tally.sent, exc)
-            self._record(request, plan.status, tally, CLIENT_ABORTED if gone else SERVER_ERROR)
-        else:
-            log.error("sending a response failed", exc_info=exc)
-            self._record(request, plan.status, tally, SERVER_ERROR)
+        self._record(request, plan.status, tally, _failure(exc, conn, tally))
         conn.abort()
 
     def _record(self, request: Request, status: int, tally: Tally, outcome: str) -> None:
@@ -389,3 +376,13 @@ async def _flushed(sending: Coroutine[Any, Any, Tally], channel: TransportChanne
     tally = await sending
     await channel.drained()
     return tally
+
+
+def _failure(exc: BaseException, conn: HttpProtocol, tally: Tally) -> str:
+    """How a send that raised ended: the client left, or we failed (logged)."""
+    if isinstance(exc, (SendAborted, ConnectionError)):
+        log.debug("response to %s aborted after %d bytes: %s", conn.peer, tally.sent, exc)
+        gone = isinstance(exc, (ClientGone, ConnectionError)) or conn.transport_closing()
+        return CLIENT_ABORTED if gone else SERVER_ERROR
+    log.error("sending a response failed", exc_info=exc)
+    return SERVER_ERROR

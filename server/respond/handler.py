@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -42,7 +42,6 @@ from ..http.paths import (
 from ..http.plan import (
     ALLOW,
     FileFacts,
-    ResponsePlan,
     plan_body,
     plan_error,
     plan_file,
@@ -54,27 +53,15 @@ from ..http.reprdigest import field_value, wants_sha256
 from ..http.request import Request
 from . import archives as archives_module
 from . import sums
+from .deferred import Deferred, Planned
 
 log = logging.getLogger("zerocopy.handler")
 
-Planned = tuple[ResponsePlan, "OpenFile | None"]
 VARY_ACCEPT_ENCODING: Fields = (("Vary", "Accept-Encoding"),)
 # How long a whole-file GET may wait for a digest being computed: a file of a few MiB is
 # hashed in that time; a bigger one goes out without Repr-Digest, and later ones have it.
 DIGEST_WAIT_SECONDS = 0.02
 RETRY_AFTER: Fields = (("Retry-After", "1"),)
-
-
-@dataclass(frozen=True, slots=True)
-class Deferred:
-    """A plan that needs to wait; ``run()`` returns it (and the file, if any).
-
-    ``file`` is the file ``run`` will use, if it holds one already: whoever drops the
-    Deferred without awaiting ``run`` to its end (a cancelled connection) closes it.
-    """
-
-    run: Callable[[], Awaitable[Planned]]
-    file: OpenFile | None = None
 
 
 @dataclass(frozen=True)
@@ -355,58 +342,8 @@ class Handler:
         self, request: Request, close: bool, target: RequestPath
     ) -> Planned | Deferred | None:
         """``NAME.sha256`` or ``DIR/SHA256SUMS`` where no such file exists (sums.py)."""
-        name = target.segments[-1]
-        if name == sums.SUMS_NAME:
-            return Deferred(lambda: self._sha256sums(request, close, target.segments[:-1]))
-        if not name.endswith(sums.SIDECAR_SUFFIX) or name == sums.SIDECAR_SUFFIX:
-            return None
-        base = name[: -len(sums.SIDECAR_SUFFIX)]
-        found = self.lookup.open(RequestPath((*target.segments[:-1], base), False, b"", True))
-        if not isinstance(found, OpenFile):
-            return None
-        return Deferred(lambda: self._checksums(request, close, [found], [base]), found)
-
-    async def _checksums(
-        self, request: Request, close: bool, files: list[OpenFile], names: list[str]
-    ) -> Planned:
         assert self.digests is not None
-        try:
-            digests = await sums.digests_of(self.digests, files)
-        finally:
-            for f in files:
-                f.close()
-        if digests is None:
-            extra = (("Retry-After", str(sums.RETRY_AFTER_SECONDS)),)
-            return plan_error(503, request, close, extra), None
-        body = "".join(sums.sums_line(d, n) for d, n in zip(digests, names, strict=True))
-        fields = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-cache"))
-        return plan_body(200, request, close, fields, body.encode("utf-8", "surrogateescape")), None
-
-    async def _sha256sums(
-        self, request: Request, close: bool, segments: tuple[str, ...]
-    ) -> Planned:
-        from ..files import scan  # only servers that list or sum directories load it
-
-        path = self.lookup.directory(segments)
-        if path is None:
-            return plan_error(404, request, close), None
-        loop = asyncio.get_running_loop()
-        try:
-            listing = await loop.run_in_executor(
-                io_pool(), scan.scan_directory, path, self.lookup.root
-            )
-        except OSError:
-            return plan_error(404, request, close), None
-        names = sorted(e.name for e in listing.entries if not e.is_dir)
-        if listing.truncated or len(names) > sums.SUMS_MAX_FILES:
-            return plan_error(413, request, close), None
-        files = []
-        for name in names:
-            found = self.lookup.open(RequestPath((*segments, name), False, b"", True))
-            if isinstance(found, OpenFile):
-                files.append(found)
-        kept = [f.name for f in files]
-        return await self._checksums(request, close, files, kept)
+        return sums.checksum_file(self.lookup, self.digests, request, close, target)
 
     # --- directory listings -----------------------------------------------------------------
 

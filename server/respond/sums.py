@@ -14,7 +14,12 @@ import asyncio
 import contextlib
 
 from ..files.digests import DigestCache
-from ..files.lookup import OpenFile
+from ..files.lookup import FileLookup, OpenFile
+from ..files.pools import io_pool
+from ..http.paths import RequestPath
+from ..http.plan import plan_body, plan_error
+from ..http.request import Request
+from .deferred import Deferred, Planned
 
 SIDECAR_SUFFIX = ".sha256"
 SUMS_NAME = "SHA256SUMS"
@@ -54,3 +59,69 @@ async def digests_of(digests: DigestCache, files: list[OpenFile]) -> list[bytes]
                 return None
             found[i] = job.result()
     return [d for d in found if d is not None]
+
+
+def checksum_file(
+    lookup: FileLookup,
+    digests: DigestCache,
+    request: Request,
+    close: bool,
+    target: RequestPath,
+) -> Planned | Deferred | None:
+    """The plan for ``NAME.sha256`` or ``DIR/SHA256SUMS``, or None if ``target`` is
+    neither (the caller answers 404)."""
+    name = target.segments[-1]
+    if name == SUMS_NAME:
+        segments = target.segments[:-1]
+        return Deferred(lambda: _sha256sums(lookup, digests, request, close, segments))
+    if not name.endswith(SIDECAR_SUFFIX) or name == SIDECAR_SUFFIX:
+        return None
+    base = name[: -len(SIDECAR_SUFFIX)]
+    found = lookup.open(RequestPath((*target.segments[:-1], base), False, b"", True))
+    if not isinstance(found, OpenFile):
+        return None
+    return Deferred(lambda: _checksums(digests, request, close, [found], [base]), found)
+
+
+async def _checksums(
+    digests: DigestCache, request: Request, close: bool, files: list[OpenFile], names: list[str]
+) -> Planned:
+    try:
+        found = await digests_of(digests, files)
+    finally:
+        for f in files:
+            f.close()
+    if found is None:
+        extra = (("Retry-After", str(RETRY_AFTER_SECONDS)),)
+        return plan_error(503, request, close, extra), None
+    body = "".join(sums_line(d, n) for d, n in zip(found, names, strict=True))
+    fields = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-cache"))
+    return plan_body(200, request, close, fields, body.encode("utf-8", "surrogateescape")), None
+
+
+async def _sha256sums(
+    lookup: FileLookup,
+    digests: DigestCache,
+    request: Request,
+    close: bool,
+    segments: tuple[str, ...],
+) -> Planned:
+    from ..files import scan  # only servers that list or sum directories load it
+
+    path = lookup.directory(segments)
+    if path is None:
+        return plan_error(404, request, close), None
+    loop = asyncio.get_running_loop()
+    try:
+        listing = await loop.run_in_executor(io_pool(), scan.scan_directory, path, lookup.root)
+    except OSError:
+        return plan_error(404, request, close), None
+    names = sorted(e.name for e in listing.entries if not e.is_dir)
+    if listing.truncated or len(names) > SUMS_MAX_FILES:
+        return plan_error(413, request, close), None
+    files = []
+    for name in names:
+        found = lookup.open(RequestPath((*segments, name), False, b"", True))
+        if isinstance(found, OpenFile):
+            files.append(found)
+    return await _checksums(digests, request, close, files, [f.name for f in files])
