@@ -51,6 +51,7 @@ class Config:
     cors: tuple[str, ...] = ()  # origins allowed to read with fetch(), or ("*",)
     max_connections_per_ip: int = 0  # beyond it, a client's new connection gets 429; 0 = off
     archives: tuple[str, ...] = ()  # directory downloads offered: "tar", "zip"
+    mirrors: tuple[str, ...] = ()  # --mirror BASE_URL[;pri=N], in order
     archive_max_files: int = 10_000  # beyond these, an archive request gets 413
     archive_max_bytes: int = 256 * 1024**3
 

@@ -160,6 +160,93 @@ class DigestCache:
             self._done.popitem(last=False)
 
 
+# --- piece hashes (Metalink) -----------------------------------------------------------------
+
+
+def _hash_pieces(fd: int, st: os.stat_result, length: int) -> tuple[bytes, list[bytes]]:
+    """Blocking: the SHA-256 of a file and of each ``length``-byte piece of it, in one read;
+    closes ``fd`` (the thread's own)."""
+    whole = hashlib.sha256()
+    pieces: list[bytes] = []
+    piece = hashlib.sha256()
+    in_piece = 0
+    buf = bytearray(min(_READ, max(st.st_size, 1)))
+    view = memoryview(buf)
+    offset = 0
+    try:
+        while offset < st.st_size:
+            n = os.preadv(fd, [view[: min(len(buf), st.st_size - offset)]], offset)
+            if n <= 0:
+                raise OSError(f"the file shrank at {offset}")
+            done = 0
+            while done < n:
+                take = min(n - done, length - in_piece)
+                chunk = view[done : done + take]
+                whole.update(chunk)
+                piece.update(chunk)
+                in_piece += take
+                done += take
+                if in_piece == length:
+                    pieces.append(piece.digest())
+                    piece, in_piece = hashlib.sha256(), 0
+            offset += n
+        if in_piece:
+            pieces.append(piece.digest())
+        digest = whole.digest()
+        persist(fd, st, digest)
+        return digest, pieces
+    finally:
+        view.release()
+        os.close(fd)
+
+
+class PieceHashes:
+    """A file version's SHA-256 and piece hashes (for .meta4), computed in the hash pool,
+    remembered in memory (bounded); the whole-file digest also goes to the DigestCache."""
+
+    def __init__(self, digests: DigestCache, max_entries: int = 256) -> None:
+        self.digests = digests
+        self.max_entries = max_entries
+        self._done: OrderedDict[tuple[FileVersion, int], tuple[bytes, list[bytes]]] = OrderedDict()
+        self._running: dict[tuple[FileVersion, int], asyncio.Future[tuple[bytes, list[bytes]]]] = {}
+
+    def start(
+        self, fd: int, st: os.stat_result, length: int
+    ) -> asyncio.Future[tuple[bytes, list[bytes]]] | None:
+        """The computation (or its result, done); None when the pool's queue is full."""
+        key = (file_version(st), length)
+        done = self._done.get(key)
+        if done is not None:
+            ready: asyncio.Future[tuple[bytes, list[bytes]]] = (
+                asyncio.get_running_loop().create_future()
+            )
+            ready.set_result(done)
+            return ready
+        running = self._running.get(key)
+        if running is not None:
+            return running
+        own = os.dup(fd)
+        job = self.digests.pool.submit(lambda: _hash_pieces(own, st, length))
+        if job is None:
+            os.close(own)
+            return None
+        running = asyncio.wrap_future(job)
+        self._running[key] = running
+        running.add_done_callback(partial(self._finished, key))
+        return running
+
+    def _finished(
+        self, key: tuple[FileVersion, int], fut: asyncio.Future[tuple[bytes, list[bytes]]]
+    ) -> None:
+        self._running.pop(key, None)
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        self._done[key] = fut.result()
+        self.digests._store(key[0], fut.result()[0])
+        while len(self._done) > self.max_entries:
+            self._done.popitem(last=False)
+
+
 # --- CRC-32 of archive members (zip) --------------------------------------------------------
 
 CRC_XATTR = "user.zerocopy.crc32"

@@ -47,6 +47,7 @@ class Request:
     accept_encoding: str | None = _header()
     want_repr_digest: str | None = _header()
     expect: str | None = _header()
+    want_digest: str | None = _header()
     origin: str | None = _header()
     access_control_request_method: str | None = _header()
     transfer_encoding: str | None = _header()

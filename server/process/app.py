@@ -19,6 +19,7 @@ from ..files.root import Root
 from ..http.cachecontrol import CacheControl, parse_rule
 from ..http.cors import CorsPolicy
 from ..http.forwarded import TrustedPeers
+from ..http.metalink import parse_mirror
 from ..observe.accesslog import AccessLog
 from ..observe.record import TIMED_OUT, Observer
 from ..observe.stats import Stats
@@ -57,6 +58,8 @@ def build_shared(config: Config, loop: asyncio.AbstractEventLoop) -> Shared:
             digest=config.digest,
             cors=CorsPolicy(config.cors) if config.cors else None,
             archives=config.archives,
+            mirrors=tuple(parse_mirror(m, i + 2) for i, m in enumerate(config.mirrors)),
+            scheme="https" if config.certfile else "http",
             archive_max_files=config.archive_max_files,
             archive_max_bytes=config.archive_max_bytes,
             cache_control=(

@@ -23,6 +23,7 @@ from ..http.cachecontrol import parse_rule
 from ..http.cors import parse_origins
 from ..http.encodings import parse_precompressed
 from ..http.forwarded import TrustedPeers
+from ..http.metalink import parse_mirror
 from .app import serve, tls_context
 from .listen import UnixSocketInUse, bind_tcp, bind_unix, describe, inherited_sockets
 from .metrics import parse_address
@@ -145,6 +146,14 @@ def _archives(text: str) -> tuple[str, ...]:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown archive kind {unknown[0]!r}: tar, zip")
     return kinds
+
+
+def _mirror(text: str) -> str:
+    try:
+        parse_mirror(text, 2)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _workers(text: str) -> int:
@@ -391,6 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="an archive of more bytes is refused with 413 (k/m/g suffixes; default 256g)",
     )
     p.add_argument(
+        "--mirror",
+        type=_mirror,
+        action="append",
+        default=None,
+        metavar="BASE_URL[;pri=N]",
+        help="a mirror of the served tree (repeatable): file responses get Metalink/HTTP "
+        "Link fields (RFC 6249), NAME.meta4 a Metalink 4 document (RFC 5854)",
+    )
+    p.add_argument(
         "--cors",
         type=_cors,
         default=DEFAULT.cors,
@@ -459,6 +477,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cache_control=tuple(args.cache_control or DEFAULT.cache_control),
         cors=args.cors,
         archives=args.archives,
+        mirrors=tuple(args.mirror or DEFAULT.mirrors),
         archive_max_files=args.archive_max_files,
         archive_max_bytes=args.archive_max_bytes,
         max_connections_per_ip=args.max_connections_per_ip,

@@ -26,6 +26,7 @@ from ..http.head import content_disposition
 from ..http.multipart import MemberRef
 from ..http.plan import FileFacts, ResponsePlan, plan_error, plan_file
 from ..http.request import Request
+from .deferred import Planned
 
 KINDS = ("tar", "zip")
 CONTENT_TYPES = {"tar": "application/x-tar", "zip": "application/zip"}
@@ -44,6 +45,20 @@ def wanted(query: bytes, enabled: tuple[str, ...]) -> str | None:
 
 
 async def plan_archive(
+    lookup: FileLookup,
+    crcs: Crc32Cache,
+    request: Request,
+    close: bool,
+    segments: tuple[str, ...],
+    kind: str,
+    max_files: int,
+    max_bytes: int,
+) -> Planned:
+    """The plan of an archive of the directory ``segments`` (it reads no one file)."""
+    return await _plan(lookup, crcs, request, close, segments, kind, max_files, max_bytes), None
+
+
+async def _plan(
     lookup: FileLookup,
     crcs: Crc32Cache,
     request: Request,

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from ..files.digests import Crc32Cache, DigestCache
+from ..files.digests import Crc32Cache, DigestCache, PieceHashes
 from ..files.filecache import CachedFile, FileCache
 from ..files.lookup import NOT_FOUND, Directory, FileLookup, NeedsSlash, OpenFile
 from ..files.pagecache import read_cached_bytes
@@ -30,6 +30,7 @@ from ..http.cors import CorsPolicy
 from ..http.encodings import SUFFIXES, negotiate
 from ..http.head import Fields, content_disposition, serialize
 from ..http.mediatypes import content_type
+from ..http.metalink import Mirror
 from ..http.paths import (
     RequestPath,
     TargetError,
@@ -52,7 +53,7 @@ from ..http.reprdigest import FIELD as REPR_DIGEST
 from ..http.reprdigest import field_value, wants_sha256
 from ..http.request import Request
 from . import archives as archives_module
-from . import sums
+from . import mirrors, sums
 from .deferred import Deferred, Planned
 
 log = logging.getLogger("zerocopy.handler")
@@ -74,6 +75,8 @@ class Features:
     cache_control: CacheControl | None = None  # --cache-control rules
     cors: CorsPolicy | None = None  # --cors
     archives: tuple[str, ...] = ()  # --archives: "tar", "zip"
+    mirrors: tuple[Mirror, ...] = ()  # --mirror
+    scheme: str = "http"  # how clients reach this server (https with --certfile)
     archive_max_files: int = archives_module.DEFAULT_MAX_FILES
     archive_max_bytes: int = archives_module.DEFAULT_MAX_BYTES
 
@@ -109,7 +112,10 @@ class Handler:
         self.root_path = root_path  # "/prefix" a proxy mounts us under, or ""
         self._prefix = root_path.encode("ascii")
         self.features = features or Features()
-        self.digests = DigestCache() if self.features.digest else None
+        # Digests are also what mirrors' Digest fields and .meta4 documents need.
+        needs_digests = self.features.digest or bool(self.features.mirrors)
+        self.digests = DigestCache() if needs_digests else None
+        self.pieces = PieceHashes(self.digests) if self.digests is not None else None
         pool = self.digests.pool if self.digests is not None else HashPool()
         self.crcs = Crc32Cache(pool)
         cors = self.features.cors
@@ -139,6 +145,8 @@ class Handler:
             and (not self.features.codings or request.accept_encoding is None)
             # CORS fields answer the request's Origin: those are planned.
             and (self.features.cors is None or request.origin is None)
+            # Digest answers Want-Digest (--mirror): planned.
+            and (not self.features.mirrors or request.want_digest is None)
             # An archive of a directory is no file (and its query would be dropped).
             and (not self.features.archives or b"archive=" not in request.target)
         )
@@ -202,12 +210,17 @@ class Handler:
         if features.archives and target.query and (target.trailing_slash or not target.segments):
             kind = archives_module.wanted(target.query, features.archives)
             if kind is not None:
-                return Deferred(lambda: self._archive(request, close, target.segments, kind))
+                limits = (features.archive_max_files, features.archive_max_bytes)
+                return Deferred(
+                    lambda: archives_module.plan_archive(
+                        self.lookup, self.crcs, request, close, target.segments, kind, *limits
+                    )
+                )
         found = self.lookup.open(target)
         if found is NOT_FOUND and self.digests is not None and target.segments:
-            sums = self._checksum_file(request, close, target)
-            if sums is not None:
-                return sums
+            made = self._made_file(request, close, target)
+            if made is not None:
+                return made
         if isinstance(found, OpenFile):
             try:
                 return self._file(request, close, target, found)
@@ -237,8 +250,9 @@ class Handler:
         name = found.name
         ctype = content_type(name)
         caching: Fields = ()
+        rel = found.path[len(self.lookup.root.slash) :]  # as requested (symlinks unresolved)
         if features.cache_control is not None:
-            value = features.cache_control.value_for(found.path[len(self.lookup.root.slash) :])
+            value = features.cache_control.value_for(rel)
             if value is not None:
                 caching = (("Cache-Control", value),)
         coding = ""
@@ -260,13 +274,18 @@ class Handler:
                     return plan_error(406, request, close, self._vary), None
         if features.attachment or wants_download(target.query):
             representation += (content_disposition(name),)
+        if features.mirrors and self.digests is not None:
+            # The identity file's URL on each mirror; a Digest only of identity bytes.
+            representation += mirrors.file_fields(
+                features.mirrors, self.digests, request, found, tuple(rel.split("/")), coding
+            )
         st = found.stat
         facts = FileFacts(
             st.st_size, st.st_mtime_ns, ctype, coding, representation, self._vary, caching
         )
         body = None
         digests = self.digests
-        if digests is not None and wants_sha256(request.want_repr_digest):
+        if digests is not None and features.digest and wants_sha256(request.want_repr_digest):
             value = digests.get(found.fd, st)
             if value is None and st.st_size <= self.body_max:
                 # Small: hash the bytes the cache reads anyway, here, in microseconds.
@@ -320,29 +339,30 @@ class Handler:
             return plan, None
         return plan, found
 
-    async def _archive(
-        self, request: Request, close: bool, segments: tuple[str, ...], kind: str
-    ) -> Planned:
-        features = self.features
-        plan = await archives_module.plan_archive(
-            self.lookup,
-            self.crcs,
-            request,
-            close,
-            segments,
-            kind,
-            features.archive_max_files,
-            features.archive_max_bytes,
-        )
-        return plan, None
-
     # --- checksum files (--digest) ----------------------------------------------------------
 
-    def _checksum_file(
+    def _made_file(
         self, request: Request, close: bool, target: RequestPath
     ) -> Planned | Deferred | None:
-        """``NAME.sha256`` or ``DIR/SHA256SUMS`` where no such file exists (sums.py)."""
-        assert self.digests is not None
+        """Where no such file exists: ``NAME.sha256`` and ``DIR/SHA256SUMS`` (--digest,
+        sums.py), ``NAME.meta4`` (--mirror, mirrors.py)."""
+        assert self.digests is not None and self.pieces is not None
+        features = self.features
+        if features.mirrors:
+            meta4 = mirrors.meta4_file(
+                self.lookup,
+                self.pieces,
+                features.mirrors,
+                features.scheme,
+                self.root_path,
+                request,
+                close,
+                target,
+            )
+            if meta4 is not None:
+                return meta4
+        if not features.digest:
+            return None
         return sums.checksum_file(self.lookup, self.digests, request, close, target)
 
     # --- directory listings -----------------------------------------------------------------
