@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from server.files.digests import XATTR
+from server.files.digests import XATTR, _check_unchanged
 
 from .rawhttp import exchange, get
 from .serverproc import ServerProcess
@@ -133,3 +133,20 @@ def test_digests_survive_a_restart_and_stale_ones_are_ignored(root: Path, tmp_pa
     assert (
         os.getxattr(big, XATTR).decode() == f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{sha(big)}"
     )
+
+
+def test_a_file_rewritten_while_hashed_gives_no_digest(tmp_path: Path) -> None:
+    """The hashing threads re-check the version after reading: a hash of a file that was
+    rewritten meanwhile (new mtime) is of no version, and is neither kept nor answered."""
+    path = tmp_path / "f"
+    path.write_bytes(b"a" * 100)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        _check_unchanged(fd, st)  # unchanged: fine
+        path.write_bytes(b"b" * 100)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        with pytest.raises(OSError, match="changed while it was hashed"):
+            _check_unchanged(fd, st)
+    finally:
+        os.close(fd)

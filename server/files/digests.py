@@ -64,6 +64,12 @@ def persist(fd: int, st: os.stat_result, digest: bytes) -> None:
         os.setxattr(fd, XATTR, value)
 
 
+def _check_unchanged(fd: int, st: os.stat_result) -> None:
+    """Raise if the file was rewritten while it was read: its hash is of no version."""
+    if file_version(os.fstat(fd))[1:4] != file_version(st)[1:4]:
+        raise OSError("the file changed while it was hashed")
+
+
 def _hash_fd(fd: int, st: os.stat_result) -> bytes:
     """SHA-256 of a file version (read with preadv, thread-safe), then kept with the file;
     closes ``fd``, the thread's own descriptor."""
@@ -79,6 +85,7 @@ def _hash_fd(fd: int, st: os.stat_result) -> bytes:
                 break
             h.update(view[:n])  # releases the GIL for the hashing itself
             offset += n
+        _check_unchanged(fd, st)
         digest = h.digest()
         if offset == size:
             persist(fd, st, digest)
@@ -192,6 +199,7 @@ def _hash_pieces(fd: int, st: os.stat_result, length: int) -> tuple[bytes, list[
             offset += n
         if in_piece:
             pieces.append(piece.digest())
+        _check_unchanged(fd, st)
         digest = whole.digest()
         persist(fd, st, digest)
         return digest, pieces
