@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from server.files.digests import DigestCache, PieceHashes
 from server.http.metalink import MIN_PIECE, parse_mirror, piece_length, wants_sha256_digest
 
 from .rawhttp import exchange, get
@@ -256,3 +257,25 @@ def test_small_files_from_the_cache_carry_the_links_and_variants_no_digest(tmp_p
         # HEAD of the document, and a directory: no document.
         assert fetch(server.port, "/d/a.txt.meta4", method="HEAD").status == 200
         assert fetch(server.port, "/d.meta4").status == 404
+
+
+async def test_piece_hashes_are_computed_once_per_file_version(tmp_path: Path) -> None:
+    """Keeping the digest in an xattr moves the file's ctime, a part of its version: the
+    hashes are known under both, so the next document is served at once, not hashed again."""
+    path = tmp_path / "f"
+    data = os.urandom(2 * MIN_PIECE + 5)
+    path.write_bytes(data)
+    pieces = PieceHashes(DigestCache())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        job = pieces.start(fd, os.fstat(fd), MIN_PIECE)
+        assert job is not None
+        digest, hashes = await job
+        assert digest == hashlib.sha256(data).digest()
+        assert hashes == [
+            hashlib.sha256(data[i : i + MIN_PIECE]).digest() for i in (0, MIN_PIECE, 2 * MIN_PIECE)
+        ]
+        again = pieces.start(fd, os.fstat(fd), MIN_PIECE)  # the ctime after the xattr
+        assert again is not None and again.done() and again.result() == (digest, hashes)
+    finally:
+        os.close(fd)

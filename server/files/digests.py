@@ -61,6 +61,9 @@ def persist(fd: int, st: os.stat_result, digest: bytes) -> None:
     mount, a file system without user xattrs, a file we may not write)."""
     value = f"{_xattr_key(st)}:{digest.hex()}".encode("ascii")
     with contextlib.suppress(OSError, AttributeError):
+        if os.getxattr(fd, XATTR) == value:
+            return  # kept already: writing it again would only move the ctime
+    with contextlib.suppress(OSError, AttributeError):
         os.setxattr(fd, XATTR, value)
 
 
@@ -170,8 +173,12 @@ class DigestCache:
 # --- piece hashes (Metalink) -----------------------------------------------------------------
 
 
-def _hash_pieces(fd: int, st: os.stat_result, length: int) -> tuple[bytes, list[bytes]]:
-    """Blocking: the SHA-256 of a file and of each ``length``-byte piece of it, in one read;
+Pieces = tuple[bytes, list[bytes]]  # a file's SHA-256, and its pieces'
+
+
+def _hash_pieces(fd: int, st: os.stat_result, length: int) -> tuple[Pieces, FileVersion]:
+    """Blocking: the SHA-256 of a file and of each ``length``-byte piece of it, in one read,
+    and the file's version once the digest is kept (writing the xattr moves its ctime);
     closes ``fd`` (the thread's own)."""
     whole = hashlib.sha256()
     pieces: list[bytes] = []
@@ -202,7 +209,7 @@ def _hash_pieces(fd: int, st: os.stat_result, length: int) -> tuple[bytes, list[
         _check_unchanged(fd, st)
         digest = whole.digest()
         persist(fd, st, digest)
-        return digest, pieces
+        return (digest, pieces), file_version(os.fstat(fd))
     finally:
         view.release()
         os.close(fd)
@@ -215,19 +222,16 @@ class PieceHashes:
     def __init__(self, digests: DigestCache, max_entries: int = 256) -> None:
         self.digests = digests
         self.max_entries = max_entries
-        self._done: OrderedDict[tuple[FileVersion, int], tuple[bytes, list[bytes]]] = OrderedDict()
-        self._running: dict[tuple[FileVersion, int], asyncio.Future[tuple[bytes, list[bytes]]]] = {}
+        self._done: OrderedDict[tuple[FileVersion, int], Pieces] = OrderedDict()
+        self._running: dict[tuple[FileVersion, int], asyncio.Future[Pieces]] = {}
 
-    def start(
-        self, fd: int, st: os.stat_result, length: int
-    ) -> asyncio.Future[tuple[bytes, list[bytes]]] | None:
+    def start(self, fd: int, st: os.stat_result, length: int) -> asyncio.Future[Pieces] | None:
         """The computation (or its result, done); None when the pool's queue is full."""
         key = (file_version(st), length)
+        loop = asyncio.get_running_loop()
         done = self._done.get(key)
         if done is not None:
-            ready: asyncio.Future[tuple[bytes, list[bytes]]] = (
-                asyncio.get_running_loop().create_future()
-            )
+            ready: asyncio.Future[Pieces] = loop.create_future()
             ready.set_result(done)
             return ready
         running = self._running.get(key)
@@ -238,21 +242,32 @@ class PieceHashes:
         if job is None:
             os.close(own)
             return None
-        running = asyncio.wrap_future(job)
-        self._running[key] = running
-        running.add_done_callback(partial(self._finished, key))
-        return running
+        result: asyncio.Future[Pieces] = loop.create_future()
+        self._running[key] = result
+        asyncio.wrap_future(job).add_done_callback(partial(self._finished, key, result))
+        return result
 
     def _finished(
-        self, key: tuple[FileVersion, int], fut: asyncio.Future[tuple[bytes, list[bytes]]]
+        self,
+        key: tuple[FileVersion, int],
+        result: asyncio.Future[Pieces],
+        fut: asyncio.Future[tuple[Pieces, FileVersion]],
     ) -> None:
         self._running.pop(key, None)
         if fut.cancelled() or fut.exception() is not None:
+            if not result.done():
+                result.set_exception(fut.exception() or OSError("hashing was cancelled"))
+                result.exception()  # retrieved: a waiter that timed out is no error to log
             return
-        self._done[key] = fut.result()
-        self.digests._store(key[0], fut.result()[0])
+        pieces, after = fut.result()
+        # Known under the version it was read as, and the one its kept digest left.
+        self._done[key] = self._done[(after, key[1])] = pieces
+        self.digests._store(key[0], pieces[0])
+        self.digests._store(after, pieces[0])
         while len(self._done) > self.max_entries:
             self._done.popitem(last=False)
+        if not result.done():
+            result.set_result(pieces)
 
 
 # --- CRC-32 of archive members (zip) --------------------------------------------------------
