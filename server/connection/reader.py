@@ -1,9 +1,24 @@
-"""Reading request heads: httptools callbacks as tiny accumulators, and the limits.
+"""Reading request heads: httptools validates, and the few fields we act on are picked
+from each head in one pass; the limits.
 
 ``RequestReader.feed`` parses what arrived and reports, without raising: the requests
 completed, in order (through ``on_request``), and the status of a request that must be
 refused (``Refusal``), after which nothing more is read. Limits are RFC 9112 §3's to
 choose; these are the project's contract, each answered with its status and a close.
+
+Two ways to read one head, with one outcome:
+
+* **Whole heads** (every connection starts so): httptools parses without an
+  ``on_header`` callback, and once it has accepted a head, ``_take_fields`` picks the
+  kept fields out of its bytes with one compiled regex. A Python call per field line is
+  what a browser-like head of 8 fields cost most of all (see README, Performance).
+* **Field by field** (``_FieldReader``): the callbacks of every field line, with the
+  limits checked as the lines arrive and request bodies read and discarded.
+
+A head the first way does not take whole (a body, a repeated Host, near a limit, any
+error) is parsed again, from its first byte, the second way, and the connection stays
+with it: what a request is answered is decided by the field-by-field code alone, and
+``tests/test_reader.py`` checks the two agree on every head they both take.
 """
 
 from __future__ import annotations
@@ -35,8 +50,34 @@ _NOT_HTTP_LINE = re.compile(
     rb"(?m)^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ (?:RTSP|ICE)/[0-9]\.[0-9]\r?$"
 )
 
+# Whole heads: a head longer than this is read field by field (its limits counted there).
+_WHOLE_HEAD_MAX = 8 * 1024
+# The kept fields of a head's field lines, by those lines' exact bytes: clients send the
+# same lines on every request of a connection (wrk and browsers alike), and many clients
+# the same ones. Values are shared, immutable; bounded, and emptied when full.
+_FIELD_BLOCKS: dict[bytes, tuple[tuple[str, str], ...]] = {}
+_FIELD_BLOCKS_MAX = 256
+_METHODS = {m.encode("ascii"): m for m in ("GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE")}
+
+
+def _not_http(data: bytes) -> int:
+    """Where the first RTSP or ICE request line (see _NOT_HTTP_LINE) in ``data`` begins,
+    or -1. Field by field, each read is searched; whole, each request line is checked
+    when its head is complete (``_take_fields``), and a line that is not HTTP sends the
+    head to be read field by field, where this finds it."""
+    if b"RTSP/" in data or b"ICE/" in data:
+        match = _NOT_HTTP_LINE.search(data)
+        if match is not None:
+            return match.start()
+    return -1
+
+
 _REQUEST_LINE = re.compile(rb"[^ ]+ [^ \x00-\x20\x7f]+ HTTP/[0-9]\.[0-9]")
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+class _FieldByField(Exception):
+    """Raised in a whole-head callback: read this head again, field by field."""
 
 
 class _Reject(Exception):
@@ -78,17 +119,24 @@ def invalid_method_status(data: bytes, completed_before: int) -> int:
 
 
 class RequestReader:
-    """httptools' callback target for one connection."""
+    """httptools' callback target for one connection: whole heads (see the module)."""
 
     __slots__ = (
         "_answered_early",
         "_begins",
+        "_block",
         "_body_expected",
+        "_buf",
+        "_closed",
         "_completes",
         "_head_bytes",
         "_in_head",
+        "_kept",
+        "_next",
         "_on_request",
         "_parser",
+        "_pos",
+        "_valid_host",
         "clock",
         "peer",
         "request",
@@ -112,13 +160,64 @@ class RequestReader:
         self._begins = 0
         self._completes = 0
         self.peer = "-"
+        # Where the heads are: the bytes of this read (after what is carried of a head
+        # begun in an earlier read), where the message being read begins in them, and
+        # where the one whose head is complete ends.
+        self._buf = b""
+        self._pos = 0
+        self._next = 0
+        self._valid_host = ""  # the last Host value found valid on this connection
+        self._closed = False  # the last message completed closes the connection
+        # The field block of this connection's last whole head, and its kept fields.
+        self._block = b"\xff"  # matches no head
+        self._kept: tuple[tuple[str, str], ...] = ()
 
     def feed(self, data: bytes) -> int | None:
         """Parse ``data``: None, or the status to refuse the connection with (or -1 for an
         upgrade, which ends the requests without a refusal: the ones read are owed)."""
+        self._buf = data
+        self._pos = 0
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            return -1
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if isinstance(exc, httptools.HttpParserCallbackError) and not isinstance(
+                cause, (_Reject, _FieldByField)
+            ):
+                log.error("parser callback failed", exc_info=cause)
+                return self._refused(500)
+            failed = True
+        else:
+            failed = False
+        if failed:
+            if self._closed:
+                # llhttp reads nothing after a message that closes the connection (a
+                # fresh parser would): refused as the field-by-field reader refuses it.
+                return self._refused(400)
+            # Whatever is wrong with this head, the field-by-field reader tells.
+            return self._field_by_field(data[self._pos :])
+        if self._in_head:
+            # A head that does not end in the read it began in (a slow client, a head
+            # longer than a segment): read field by field, its limits checked as its
+            # lines arrive, from its first byte on.
+            return self._field_by_field(data[self._pos :])
+        return None
+
+    def _field_by_field(self, rest: bytes) -> int | None:
+        """From the message that begins ``rest`` on, read field by field."""
+        self.__class__ = _FieldReader
+        self.request = None
+        self._in_head = False
+        self._parser = httptools.HttpRequestParser(self)
+        self._parser.set_dangerous_leniencies(lenient_version=True)
+        return self.feed(rest)
+
+    def _parse(self, data: bytes) -> int | None:
+        """Field by field: httptools calls back for every line, and the limits apply as
+        they arrive."""
         begins, completes = self._begins, self._completes
-        if (b"RTSP/" in data or b"ICE/" in data) and _NOT_HTTP_LINE.search(data):
-            return self._refused(400)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -185,43 +284,13 @@ class RequestReader:
         if len(request.target) > MAX_TARGET_BYTES:
             raise _Reject(414)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        request = self.request
-        assert request is not None
-        request.header_count += 1
-        request.header_bytes += len(name) + len(value) + 4
-        if request.header_count > MAX_HEADER_FIELDS or request.header_bytes > MAX_HEADER_BYTES:
-            raise _Reject(431)
-        lname = name.lower()
-        # RFC 9112 §5.1: trailing whitespace is not part of the value (llhttp keeps it).
-        value = value.rstrip(b" \t")
-        attr = KEPT_FIELDS.get(lname)
-        if attr is not None:
-            text = value.decode("latin-1")
-            old = getattr(request, attr)
-            if old is None:
-                setattr(request, attr, text)
-            elif attr == "host":
-                raise _Reject(400)  # RFC 9112 §3.2: more than one Host is a 400
-            else:
-                setattr(request, attr, f"{old}, {text}")
-        elif lname == b"content-length":
-            if not value.isdigit():
-                raise _Reject(400)
-            digits = value.lstrip(b"0")
-            # Compare by length first: Python refuses int() of more than 4300 digits, and
-            # llhttp lets any number of leading zeros through.
-            if len(digits) > 9 or int(digits or b"0") > MAX_DISCARDED_BODY:
-                raise _Reject(413)
-            self._body_expected = bool(digits)
-
     def on_headers_complete(self) -> None:
         request = self.request
         assert request is not None
         self._in_head = False
-        parser = self._parser
-        request.method = parser.get_method().decode("ascii", "replace")
-        version = parser.get_http_version()
+        version = self._take_fields(request) or self._parser.get_http_version()
+        method = self._parser.get_method()
+        request.method = _METHODS.get(method) or method.decode("ascii", "replace")
         if version != "1.1" and version != "1.0":
             # RFC 9110 §6.2: a higher minor version of 1 is answered as 1.1 (the highest we
             # speak); another major version is not ours (505).
@@ -233,8 +302,10 @@ class RequestReader:
         if host is None:
             if version == "1.1":
                 raise _Reject(400)  # RFC 9112 §3.2: HTTP/1.1 without Host
-        elif not valid_authority(host):
-            raise _Reject(400)  # RFC 9112 §3.2: an invalid Host field value
+        elif host != self._valid_host:
+            if not valid_authority(host):
+                raise _Reject(400)  # RFC 9112 §3.2: an invalid Host field value
+            self._valid_host = host
         if request.expect is not None:
             # RFC 9110 §10.1.1: 100-continue is the one expectation there is; 417 else.
             # Empty list elements count for nothing (RFC 9110 §5.6.1.2).
@@ -257,15 +328,90 @@ class RequestReader:
                     request.started = self.clock()
                 self._on_request(request)
 
-    def on_body(self, body: bytes) -> None:
-        request = self.request
-        if request is None:
-            return  # the content of a request answered at its head (Expect): discarded
-        request.body_bytes += len(body)
-        if request.body_bytes > MAX_DISCARDED_BODY:
-            raise _Reject(413)
+    def _take_fields(self, request: Request) -> str | None:
+        """Take the kept fields of the head llhttp has just accepted (its lines are
+        "name:" OWS value CRLF, no bare CR or LF), or raise _FieldByField for a head to
+        read field by field: a body follows, or a field line is refused.
+
+        Returns the request line's HTTP version when it is 1.1 or 1.0 (llhttp's, read
+        without formatting it), else None."""
+        buf = self._buf
+        start = self._pos
+        # llhttp skips empty lines before a request line (RFC 9112 §2.2).
+        while start < len(buf) and buf[start] in b"\r\n":
+            start += 1
+        line_end = buf.find(b"\r\n", start)
+        if (
+            line_end < 0
+            or not buf.startswith(self._parser.get_method(), start)
+            or not buf.startswith(b" HTTP/", line_end - 9)
+        ):
+            # Not where the head was expected (never), or a protocol llhttp takes and
+            # HTTP does not (RTSP, ICE): the field-by-field reader refuses it.
+            raise _FieldByField
+        block = self._block
+        if not buf.startswith(block, line_end):
+            end = buf.find(b"\r\n\r\n", line_end)
+            if end < 0 or end - start > _WHOLE_HEAD_MAX:
+                raise _FieldByField
+            block = bytes(buf[line_end : end + 4])  # CRLF, the field lines, CRLF CRLF
+            kept = _FIELD_BLOCKS.get(block)
+            if kept is None:
+                kept = self._kept_of(request, block)
+            self._block, self._kept = block, kept
+        self._next = line_end + len(block)
+        for attr, value in self._kept:
+            setattr(request, attr, value)
+        version = buf[line_end - 3 : line_end]
+        return "1.1" if version == b"1.1" else "1.0" if version == b"1.0" else None
+
+    def _kept_of(self, request: Request, block: bytes) -> tuple[tuple[str, str], ...]:
+        """The kept fields of a field block not seen lately, taken by the one rule."""
+        for line in block[2:-4].split(b"\r\n") if len(block) > 4 else ():
+            name, _, value = line.partition(b":")
+            lname = name.lower()
+            if lname == b"content-length" or lname == b"transfer-encoding":
+                raise _FieldByField  # a body follows
+            self._field(request, lname, value.strip(b" \t"))
+        kept = tuple(
+            (attr, value)
+            for attr in KEPT_FIELDS.values()
+            if (value := getattr(request, attr)) is not None
+        )
+        if len(_FIELD_BLOCKS) >= _FIELD_BLOCKS_MAX:
+            _FIELD_BLOCKS.clear()
+        _FIELD_BLOCKS[block] = kept
+        return kept
+
+    def _field(self, request: Request, lname: bytes, value: bytes) -> None:
+        """One field line (name lower-cased, value without OWS): the limits, then kept
+        if the server acts on it. The one rule for both ways of reading a head."""
+        request.header_count += 1
+        request.header_bytes += len(lname) + len(value) + 4
+        if request.header_count > MAX_HEADER_FIELDS or request.header_bytes > MAX_HEADER_BYTES:
+            raise _Reject(431)
+        attr = KEPT_FIELDS.get(lname)
+        if attr is not None:
+            text = value.decode("latin-1")
+            old = getattr(request, attr)
+            if old is None:
+                setattr(request, attr, text)
+            elif attr == "host":
+                raise _Reject(400)  # RFC 9112 §3.2: more than one Host is a 400
+            else:
+                setattr(request, attr, f"{old}, {text}")
+        elif lname == b"content-length":
+            if not value.isdigit():
+                raise _Reject(400)
+            digits = value.lstrip(b"0")
+            # Compare by length first: Python refuses int() of more than 4300 digits, and
+            # llhttp lets any number of leading zeros through.
+            if len(digits) > 9 or int(digits or b"0") > MAX_DISCARDED_BODY:
+                raise _Reject(413)
+            self._body_expected = bool(digits)
 
     def on_message_complete(self) -> None:
+        self._pos = self._next
         self._completes += 1
         if self._answered_early:
             self._answered_early = False
@@ -278,6 +424,37 @@ class RequestReader:
         request.keep_alive = self._parser.should_keep_alive() and not (
             request.transfer_encoding is not None and request.version == "1.0"
         )
+        self._closed = not request.keep_alive
         if self.clock is not None:
             request.started = self.clock()
         self._on_request(request)
+
+
+class _FieldReader(RequestReader):
+    """The field-by-field reader: a connection's, from the first head not taken whole."""
+
+    __slots__ = ()
+
+    def feed(self, data: bytes) -> int | None:
+        line = _not_http(data)
+        if line < 0:
+            return self._parse(data)
+        # The requests before that line are read (and answered); from it on, refused.
+        status = self._parse(data[:line]) if line else None
+        return status if status is not None else self._refused(400)
+
+    def _take_fields(self, request: Request) -> str | None:
+        return None  # on_header has taken them
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self.request is not None
+        # RFC 9112 §5.1: trailing whitespace is not part of the value (llhttp keeps it).
+        self._field(self.request, name.lower(), value.rstrip(b" \t"))
+
+    def on_body(self, body: bytes) -> None:
+        request = self.request
+        if request is None:
+            return  # the content of a request answered at its head (Expect): discarded
+        request.body_bytes += len(body)
+        if request.body_bytes > MAX_DISCARDED_BODY:
+            raise _Reject(413)

@@ -15,7 +15,6 @@ very file that was checked, unchanged since it was read.
 from __future__ import annotations
 
 import os
-import stat
 
 from .version import file_version
 
@@ -34,7 +33,7 @@ class CachedFile:
     __slots__ = ("body", "head", "path", "version")
 
     def __init__(self, path: str, st: os.stat_result, head: bytes, body: bytes) -> None:
-        self.path = path
+        self.path = os.fsencode(path)  # stat'ed on every hit: encoded once
         self.version = file_version(st)
         self.head = head
         self.body = body
@@ -65,7 +64,9 @@ class FileCache:
         except OSError:
             self._drop(target)
             return None
-        if file_version(st) != entry.version or not stat.S_ISREG(st.st_mode):
+        # The same version is the same inode (st_dev, st_ino), whose type cannot change:
+        # still the regular file it was when cached.
+        if file_version(st) != entry.version:
             self._drop(target)
             return None
         self.hits += 1
