@@ -41,6 +41,24 @@ LINGER_SECONDS = 2.0
 class HttpProtocol(asyncio.Protocol):
     """One client connection."""
 
+    # A download mirror holds many idle keep-alive connections: no __dict__ per one.
+    __slots__ = (
+        "_head_due",
+        "_progress_mark",
+        "channel",
+        "client",
+        "deadline",
+        "loop",
+        "no_more_requests",
+        "peer",
+        "phase",
+        "reader",
+        "reading_paused",
+        "responder",
+        "shared",
+        "tls",
+    )
+
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         self.loop = shared.loop
