@@ -1,40 +1,70 @@
 """Load-test zerocopy-server against its peers, with real load generators.
 
-    python -m loadtest [--quick] [--servers zc-uvloop,nginx,...] [--scenarios small-4k,...]
-                       [--no-pin] [--data DIR] [--out DIR]
+    python -m loadtest [--quick] [--rounds N] [--servers zc-uvloop,nginx,...]
+                       [--scenarios small-4k,...] [--plain-heads] [--idle N]
+                       [--no-pin] [--data DIR] [--out DIR] [--large-mib N] [--baseline REV]
 
-Each server runs in turn on 127.0.0.1 as ONE process with ONE event loop, on the same
-generated data set (see loadtest/dataset.py), page cache warm:
+All chosen servers are started at once on 127.0.0.1, each as ONE process with ONE event loop,
+each pinned to the server CPU, on the same generated data set (loadtest/dataset.py), page
+cache warm. Then the cells run interleaved (loadtest/rounds.py): for each round, for each
+scenario, for each server (A B C, A B C), so the machine's drift falls on all alike; each
+figure is reported as the median over rounds with its [min-max], and results.json keeps
+every round's raw figures.
 
     zc-uvloop       zerocopy uvloop+sendfile    python -m server --loop uvloop
     zc-asyncio      zerocopy asyncio+sendfile   python -m server --loop asyncio
     zc-buffered     zerocopy buffered           python -m server --loop uvloop --no-sendfile
     nginx           nginx, 1 worker, sendfile on, tcp_nopush on (skipped if not installed)
+    nginx-ofc       the same nginx plus open_file_cache (max=10000 inactive=60s, valid 60s,
+                    min_uses 1, errors on): no open/fstat per request
     aiohttp         aiohttp web.static on asyncio's loop   (loadtest/peers/aiohttp_static.py)
     aiohttp-uvloop  aiohttp web.static on uvloop
+    granian         Granian 2.x's own static-file handler (Rust), 1 worker, 1 runtime thread,
+                    under /static (loadtest/peers/granian_app.py; skipped if not installed);
+                    no ETag, ignores Range: no ranges cell
+    floor           loadtest/peers/floor.py: uvloop + httptools, every response precomputed,
+                    one stat per request: the Python floor; small files and idle only
     raw-sendfile    blocking os.sendfile loop (loadtest/peers/raw_sendfile.py): the physical
                     limit for large downloads; large-file scenarios only
 
-Scenarios (loadtest/scenarios.py): small-4k, small-64k, small-many (wrk -t1 -c50 keep-alive,
-req/s and p50/p99), ranges (wrk -t1 -c16, random 1 MiB ranges of the large file), large-1 and
-large-4 (1 and 4 concurrent curl downloads of the large file: MB/s, CPU s/GiB, peak RSS).
+Scenarios (loadtest/scenarios.py): small-4k, small-64k, small-many (wrk -t1 -c50 keep-alive),
+ranges (wrk -t1 -c16, random 1 MiB ranges of the large file), large-1 and large-4 (1 and 4
+concurrent curl downloads of the large file: MB/s, CPU s/GiB, peak RSS), idle-10k (--idle N
+keep-alive connections held by one client process, loadtest/idle.py: the server's RSS
+before and with them, KiB per connection).
 
-By default (2+ cores) the server is pinned to CPU 0 and wrk, curl and this harness to CPU 1.
+Every wrk cell reports req/s, p50, p99 and the server's CPU per request: core µs/req (the
+headline: the pinned server core's busy time, so the kernel's network work counts too),
+process, user and sys µs/req (/proc/PID/stat utime, stime). The tables give the headline's
+ratio to nginx and to nginx-ofc. wrk requests carry 8 browser-like fields (Host and
+clients.BROWSER_HEADS: a Firefox User-Agent, Accept, Accept-Language, Accept-Encoding,
+Referer, Connection, Upgrade-Insecure-Requests); --plain-heads sends wrk's Host only.
+
+By default (2+ cores) the servers are pinned to CPU 0 and wrk, curl, the idle client and this
+harness to CPU 1. idle-10k raises RLIMIT_NOFILE (soft to hard; the hard limit too when
+allowed) before the servers start, so they inherit it; it passes --max-connections N+100 and
+--keepalive-timeout 60 to our server, worker_connections N+100 to nginx, --backpressure
+N+100 to granian.
 
 Outputs in --out (default loadtest/results/): results.md (also printed), results.json (all
-raw figures), results.png (needs matplotlib).
+raw figures, every round), results.png (needs matplotlib).
 
-Time budget (7 servers, 2 cores, a page-cached 1 GiB file at 1-3 GB/s over loopback):
+Time budget (10 servers: 9 take the small-file cells, 7 ranges, 9 the large file, 9 idle;
+2 cores, a page-cached 1 GiB file at 1-2 GB/s over loopback):
 
-    default: small-file cells 5 s + 1 s warm-up: 3 cells x 6 servers      = 108 s
-             ranges 5 s + 1 s warm-up x 6 servers                          =  36 s
-             large: 100 MiB warm-up, 3 x 1 GiB, 1 x (4 x 1 GiB) = 7.1 GiB per
-             server, 3-10 s each x 7 servers                              ~  45 s
-             start/stop, range check, data generation (first run ~5 s)    ~  15 s
-             total                                                        ~ 3.5 min (< 5)
-    (10 s small-file cells would add 90 s and risk the 5-minute budget: they are 5 s.)
-    --quick: 1 s wrk cells, no warm-up, a 256 MiB large file, 1 download of each kind:
-             ~ 24 + 7 + ~8 + ~8 s                                         ~ 45 s (< 60)
+    default (--rounds 3): wrk cells 3 s (+ a 1 s warm-up in round 1 only) and ~0.3 s
+             between cells:  small 3 x 9 x 3 x 3.3 s + 27 s            ~ 295 s
+             ranges 7 x 3 x 3.3 s + 7 s                                ~  75 s
+             large: per round and server 1 x 1 GiB + 4 x 1 GiB (and a 100 MiB warm-up
+             once): 9 x 3 x ~4.5 s                                     ~ 125 s
+             idle-10k: 10,000 connections, ~4-8 s a cell, 9 x 3        ~ 160 s
+             start/stop, range check, data generation (first run ~5 s) ~  20 s
+             total                                            ~ 11 min at most
+             (measured: 9 min 4 s, 183 cells, on a machine shared with other jobs)
+    (5 s cells, as in v1, would make it ~15 min; --scenarios small-4k,small-many,
+    small-64k,idle-10k alone takes ~7 min: measured 6 min 39 s - 7 min 5 s.)
+    --quick (--rounds 1): 1 s wrk cells, no warm-up, a 256 MiB large file, 2,000 idle
+             connections: ~ 30 + 8 + 15 + 25 s + start ~ 85 s (measured 66-81 s)
 """
 
 from __future__ import annotations
@@ -50,9 +80,11 @@ from pathlib import Path
 from typing import Any
 
 from . import report, scenarios, servers
+from . import rounds as rounds_mod
 from .clients import missing_tools
 from .dataset import GIB, MIB, DataSet
-from .system import Machine, peak_rss_kib, pin_self
+from .idle import FD_MARGIN
+from .system import Machine, peak_rss_kib, pin_self, raise_nofile
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -103,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--large-mib", type=int, help="large file size in MiB (1024; quick: 256)")
     p.add_argument("--list", action="store_true", help="list servers and scenarios, and exit")
     p.add_argument(
+        "--rounds", type=int, help="interleaved rounds (default 3; --quick: 1)", metavar="N"
+    )
+    p.add_argument(
+        "--plain-heads",
+        action="store_true",
+        help="wrk sends its default request head (Host only), not the browser-like one",
+    )
+    p.add_argument(
+        "--idle",
+        type=int,
+        metavar="N",
+        help="idle-10k: connections to hold (default 10,000; --quick: 2,000)",
+    )
+    p.add_argument(
         "--baseline",
         metavar="REV",
         help="also run each chosen zerocopy server as it was at git revision REV, right "
@@ -111,11 +157,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_text(s: scenarios.Settings, large_title: str, kinds: set[str]) -> str:
+def settings_text(s: scenarios.Settings, large_title: str, kinds: set[str], rounds: int) -> str:
     """One paragraph on how the scenarios that run are measured."""
-    parts = []
+    parts = [
+        f"{rounds} interleaved round(s): all servers up at once, each cell run server after "
+        "server (A B C, A B C); each figure is the median over rounds with its "
+        "[min\u2013max]."
+    ]
+    if "small" in kinds or "ranges" in kinds:
+        heads = (
+            "browser-like heads: " + ", ".join(n for n, _ in s.heads) + " and Host "
+            f"({len(s.heads) + 1} fields, loadtest/clients.py BROWSER_HEADS)"
+            if s.heads
+            else "wrk's plain heads (Host only)"
+        )
+        parts.append(f"wrk requests carry {heads}.")
     if "small" in kinds:
-        warm = f" after a {s.warmup_seconds} s warm-up" if s.warmup_seconds else ""
+        warm = f" after a {s.warmup_seconds} s warm-up in round 1" if s.warmup_seconds else ""
         parts.append(
             f"Small files: wrk -t1 -c{s.small_connections} keep-alive --latency, "
             f"{s.wrk_seconds} s per cell{warm}."
@@ -127,63 +185,119 @@ def settings_text(s: scenarios.Settings, large_title: str, kinds: set[str]) -> s
         )
     if "large" in kinds:
         parts.append(
-            f"Large: curl -s -o /dev/null after one 100 MiB warm-up download; median of "
-            f"{s.large_runs} single download(s), {s.large4_runs} round(s) of 4 concurrent "
+            f"Large: curl -s -o /dev/null after one 100 MiB warm-up download; per round "
+            f"{s.large_runs} single download(s) and {s.large4_runs} round(s) of 4 concurrent "
             f"ones (aggregate)."
         )
-    parts.append("Every server: one process, one event loop.")
+    if "idle" in kinds:
+        parts.append(
+            f"Idle: {s.idle_connections:,} keep-alive connections from one client process, "
+            f"each with one 4 KiB GET answered, held; VmRSS of the serving process after a "
+            f"warm-up request and {s.idle_settle_s:g} s after the last connection opened."
+        )
+    parts.append("Every server: one process, one event loop (nginx, granian: one worker).")
     return " ".join(parts)
 
 
-def run_one(
-    server: servers.Server,
+def start_all(
+    chosen_servers: list[servers.Server],
     data: DataSet,
     settings: scenarios.Settings,
-    chosen: list[scenarios.Scenario],
     run_dir: Path,
     progress: Progress,
-    label: str,
-    result: dict[str, Any],
+    connections: int,
+) -> tuple[list[dict[str, Any]], dict[str, servers.Running]]:
+    """Start every chosen server (each pinned to the server CPU): their result dicts, and
+    the running ones by id. A missing or failed server gets "skipped" or "error"."""
+    results: list[dict[str, Any]] = []
+    running: dict[str, servers.Running] = {}
+    for i, server in enumerate(chosen_servers, 1):
+        result: dict[str, Any] = {"id": server.id, "name": server.name, "scenarios": {}}
+        if server.note:
+            result["note"] = server.note
+        results.append(result)
+        reason = server.missing()
+        if reason:
+            result["skipped"] = reason
+            progress(f"{i}/{len(chosen_servers)} {server.id}: skipped ({reason})")
+            continue
+        progress(f"{i}/{len(chosen_servers)} {server.id}: starting")
+        try:
+            r = server.start(
+                data.root, run_dir / "servers", settings.server_cpu, connections=connections
+            )
+        except servers.StartError as e:
+            result["error"] = f"did not start: {e}"
+            continue
+        running[server.id] = r
+        result.update(
+            {"pid": r.pid, "serving_pid": r.serving_pid(), "port": r.port, "command": r.command}
+        )
+    return results, running
+
+
+def run_rounds(
+    rounds: int,
+    chosen: list[scenarios.Scenario],
+    results: list[dict[str, Any]],
+    running: dict[str, servers.Running],
+    data: DataSet,
+    settings: scenarios.Settings,
+    progress: Progress,
 ) -> None:
-    """Run the scenarios on one server, filling ``result`` as they finish (so an interrupt
-    keeps what was measured)."""
-    result.update({"id": server.id, "name": server.name, "scenarios": {}})
-    reason = server.missing()
-    if reason:
-        result["skipped"] = reason
-        progress(f"{label} {server.id}: skipped ({reason})")
-        return
-    progress(f"{label} {server.id}: starting")
-    try:
-        running = server.start(data.root, run_dir / "servers", settings.server_cpu)
-    except servers.StartError as e:
-        result["error"] = f"did not start: {e}"
-        return
-    try:
-        result["pid"], result["port"] = running.pid, running.port
-        result["command"] = running.command
-        hwm_before: list[int] = []
+    """Every cell in the interleaved order, each round's figures appended to
+    ``result["scenarios"][id]["rounds"]`` as it finishes (an interrupt keeps them)."""
+    by_id = {r["id"]: r for r in results}
+    for result in results:
+        if result["id"] not in running:
+            continue
+        server = running[result["id"]].server
         for sc in chosen:
-            if not sc.applies_to(server):
-                result["scenarios"][sc.id] = None
-                continue
-            progress(f"{label} {server.id}: {sc.id}")
-            t0 = time.monotonic()
-            try:
-                figures = sc.run(running, data, settings)
-            except Exception as e:  # one failed cell must not lose the others
-                figures = {"error": f"{type(e).__name__}: {e}"}
-            figures["elapsed_s"] = time.monotonic() - t0
-            result["scenarios"][sc.id] = figures
-            if "hwm_before_reset_kib" in figures:
-                hwm_before.append(figures["hwm_before_reset_kib"])
-            if running.proc.poll() is not None:
-                result["error"] = f"the server exited ({running.proc.returncode}) during {sc.id}"
-                break
-        if running.proc.poll() is None:
-            result["peak_rss_kib"] = max([peak_rss_kib(running.serving_pid()), *hwm_before])
-    finally:
-        running.stop()
+            result["scenarios"][sc.id] = {"rounds": []} if sc.applies_to(server) else None
+        result["peak_rss_kib"] = 0
+    active = list(running.values())
+    plan = rounds_mod.schedule(rounds, chosen, active, lambda sc, r: sc.applies_to(r.server))
+    idled: set[str] = set()
+    for n, (rnd, sc, r) in enumerate(plan, 1):
+        result = by_id[r.server.id]
+        if result.get("error"):
+            continue
+        progress(f"cell {n}/{len(plan)} round {rnd}/{rounds} {sc.id} {r.server.id}")
+        t0 = time.monotonic()
+        try:
+            figures = sc.run(r, data, settings)
+        except Exception as e:  # one failed cell must not lose the others
+            figures = {"error": f"{type(e).__name__}: {e}"}
+        figures["round"] = rnd
+        figures["elapsed_s"] = time.monotonic() - t0
+        result["scenarios"][sc.id]["rounds"].append(figures)
+        if r.proc.poll() is not None:
+            result["error"] = f"the server exited ({r.proc.returncode}) during {sc.id}"
+            continue
+        # Peak RSS outside idle-10k: VmHWM up to the server's first idle cell, and the
+        # peak sampled during large-4 (whose reset of VmHWM it reports before the reset)
+        # until then (a Python server keeps what its idle connections took).
+        if sc.kind == "idle":
+            idled.add(r.server.id)
+            continue
+        if r.server.id in idled:
+            continue
+        peaks = [peak_rss_kib(r.serving_pid())]
+        if sc.id == "large-4":
+            peaks += [figures.get("peak_rss_kib"), figures.get("hwm_before_reset_kib")]
+        result["peak_rss_kib"] = max(
+            [result["peak_rss_kib"], *(p for p in peaks if isinstance(p, int))]
+        )
+
+
+def aggregate_results(results: list[dict[str, Any]]) -> None:
+    """Each cell's rounds replaced by their aggregate (medians, ranges, the rounds)."""
+    for result in results:
+        for sid, cell in (result.get("scenarios") or {}).items():
+            if isinstance(cell, dict) and "rounds" in cell and "n_rounds" not in cell:
+                result["scenarios"][sid] = rounds_mod.aggregate(cell["rounds"])
+        if not result.get("peak_rss_kib"):
+            result.pop("peak_rss_kib", None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for s in servers.SERVERS:
             print(f"{s.id:15} {s.name}{'' if not s.missing() else '  (' + s.missing() + ')'}")
+        for s in servers.EXTRA_SERVERS:
+            print(f"{s.id:15} {s.name}  (not in the default run)")
         print()
         for sc in scenarios.SCENARIOS:
             print(f"{sc.id:15} {sc.title}")
@@ -213,11 +329,31 @@ def main(argv: list[str] | None = None) -> int:
         pinned = False
     base = scenarios.QUICK if args.quick else scenarios.DEFAULT
     settings = replace(base, server_cpu=0 if pinned else None, client_cpu=1 if pinned else None)
+    if args.plain_heads:
+        settings = replace(settings, heads=())
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
+    if rounds < 1:
+        print("error: --rounds must be at least 1", file=sys.stderr)
+        return 2
     large_mib = args.large_mib or (256 if args.quick else 1024)
     if large_mib < 2:
         print("error: --large-mib must be at least 2 (the ranges are 1 MiB)", file=sys.stderr)
         return 2
     large_title = f"{large_mib // 1024} GiB" if large_mib % 1024 == 0 else f"{large_mib} MiB"
+    notes: list[str] = []
+    idle_conns = 0
+    if any(sc.kind == "idle" for sc in chosen):
+        wanted = args.idle if args.idle is not None else settings.idle_connections
+        # The servers (children) inherit the limits; every idle connection costs one fd
+        # in the server and one in the client.
+        soft, _hard = raise_nofile(wanted + 4 * FD_MARGIN)
+        idle_conns = max(1, min(wanted, soft - FD_MARGIN))
+        if idle_conns < wanted:
+            notes.append(
+                f"idle-10k: RLIMIT_NOFILE is {soft}: {idle_conns:,} connections instead of "
+                f"{wanted:,}."
+            )
+        settings = replace(settings, idle_connections=idle_conns)
     if pinned:
         pin_self(settings.client_cpu)
 
@@ -235,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     meta: dict[str, Any] = {
         "machine": asdict(Machine.current()),
         "quick": args.quick,
+        "rounds": rounds,
         "pinned": pinned,
         "server_cpu": settings.server_cpu,
         "client_cpu": settings.client_cpu,
@@ -243,27 +380,30 @@ def main(argv: list[str] | None = None) -> int:
         "large_bytes": data.large_size,
         "large_title": large_title,
         "settings": asdict(settings),
-        "settings_text": settings_text(settings, large_title, {s.kind for s in chosen}),
+        "settings_text": settings_text(settings, large_title, {s.kind for s in chosen}, rounds),
+        "notes": notes,
         "data_dir": str(data.root),
         "load_average_at_start": os.getloadavg()[0],
     }
     results: list[dict[str, Any]] = []
+    running: dict[str, servers.Running] = {}
     interrupted = False
     try:
         progress(f"data set in {data.root} ({data.large_size / GIB:.2f} GiB large file)")
         data.root.mkdir(parents=True, exist_ok=True)
         written = data.prepare()
         progress(f"data set ready ({written} files written, all read once)")
-        for i, server in enumerate(chosen_servers, 1):
-            label = f"{i}/{len(chosen_servers)}"
-            results.append({})
-            run_one(server, data, settings, chosen, run_dir, progress, label, results[-1])
+        results, running = start_all(chosen_servers, data, settings, run_dir, progress, idle_conns)
+        run_rounds(rounds, chosen, results, running, data, settings, progress)
     except KeyboardInterrupt:
         interrupted = True
         progress("interrupted: writing what was measured")
     finally:
+        for r in running.values():
+            r.stop()
         progress.done()
         shutil.rmtree(run_dir, ignore_errors=True)
+    aggregate_results(results)
 
     meta["wall_seconds"] = progress.elapsed()
     meta["interrupted"] = interrupted

@@ -16,6 +16,28 @@ HERE = Path(__file__).resolve().parent
 MANY_LUA = HERE / "many.lua"
 RANGES_LUA = HERE / "ranges.lua"
 
+# What every wrk request carries besides Host (which wrk adds): the fields a browser sends
+# for a page's sub-resource, Firefox's, 8 with Host. A server that parses each field in
+# Python pays for every one. --plain-heads sends wrk's default instead (Host only).
+BROWSER_HEADS: tuple[tuple[str, str], ...] = (
+    ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+    ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+    ("Accept-Language", "en-US,en;q=0.5"),
+    ("Accept-Encoding", "gzip, deflate, br"),
+    ("Referer", "http://127.0.0.1/index.html"),
+    ("Connection", "keep-alive"),
+    ("Upgrade-Insecure-Requests", "1"),
+)
+
+
+def head_args(heads: Sequence[tuple[str, str]]) -> list[str]:
+    """wrk's -H arguments for these fields: ["-H", "Name: value", ...]."""
+    out: list[str] = []
+    for name, value in heads:
+        out += ["-H", f"{name}: {value}"]
+    return out
+
+
 _TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _BYTE_UNITS = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40, "PB": 2**50}
 _NUM = r"(\d+(?:\.\d+)?)"
@@ -106,6 +128,7 @@ def wrk_command(
     script_args: Sequence[str] = (),
     cpu: int | None = None,
     threads: int = 1,
+    heads: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     cmd = [
         *taskset(cpu),
@@ -116,6 +139,7 @@ def wrk_command(
         "--latency",
         "--timeout",
         "5s",
+        *head_args(heads),
     ]
     if script is not None:
         cmd += ["-s", str(script)]
@@ -132,9 +156,10 @@ def run_wrk(
     script: Path | None = None,
     script_args: Sequence[str] = (),
     cpu: int | None = None,
+    heads: Sequence[tuple[str, str]] = (),
 ) -> WrkResult:
     """One wrk run (keep-alive, one thread), bounded to its duration + 30 s."""
-    cmd = wrk_command(url, seconds, connections, script, script_args, cpu)
+    cmd = wrk_command(url, seconds, connections, script, script_args, cpu, heads=heads)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"wrk exited {out.returncode}: {out.stderr.strip()[-300:]}")

@@ -33,6 +33,61 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def process_cpu_split(pid: int) -> tuple[float, float]:
+    """A process's (user, sys) time so far in seconds: utime and stime of /proc/PID/stat."""
+    with open(PROC / str(pid) / "stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def tree_cpu_split(pids: list[int]) -> tuple[float, float]:
+    """(user, sys) of several processes added up; those that are gone count as 0."""
+    user = system = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            u, s = process_cpu_split(pid)
+            user += u
+            system += s
+    return user, system
+
+
+def fd_count(pid: int) -> int:
+    """How many file descriptors a process holds (0 when unknown)."""
+    try:
+        return len(os.listdir(PROC / str(pid) / "fd"))
+    except OSError:
+        return 0
+
+
+def socket_count(pid: int) -> int:
+    """How many sockets a process holds (its fds that are sockets; 0 when unknown): its
+    connections and listeners, not the files it keeps open (nginx's open_file_cache)."""
+    n = 0
+    try:
+        for fd in os.scandir(PROC / str(pid) / "fd"):
+            with contextlib.suppress(OSError):
+                n += os.readlink(fd.path).startswith("socket:")
+    except OSError:
+        return 0
+    return n
+
+
+def raise_nofile(need: int) -> tuple[int, int]:
+    """Raise this process's RLIMIT_NOFILE (soft to the hard limit; the hard limit to ``need``
+    when below it and allowed, as root). Children inherit it. The (soft, hard) in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
 def child_pids(pid: int) -> list[int]:
     """The direct children of a process (scanning /proc; no CONFIG_PROC_CHILDREN needed)."""
     children = []

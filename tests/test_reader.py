@@ -102,8 +102,8 @@ CASES = [
     b"BREW / HTTP/1.1\r\nHost: a\r\n\r\n",
     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
     b"GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n\r\n",
-    b"GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\"\r\nIf-Modified-Since: y\r\n"
-    b"If-Match: *\r\nIf-Unmodified-Since: z\r\nIf-Range: \"q\"\r\nWant-Repr-Digest: sha-256=1\r\n"
+    b'GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match: "x"\r\nIf-Modified-Since: y\r\n'
+    b'If-Match: *\r\nIf-Unmodified-Since: z\r\nIf-Range: "q"\r\nWant-Repr-Digest: sha-256=1\r\n'
     b"Want-Digest: SHA-256\r\nOrigin: http://o\r\nAccess-Control-Request-Method: GET\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a\r\nA: \xff\xfe\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a\r\nA: b\rc\r\n\r\n",
