@@ -38,26 +38,29 @@ log = logging.getLogger("zerocopy.protocol")
 LINGER_SECONDS = 2.0
 
 
+# A download mirror holds many idle keep-alive connections: no __dict__ per one.
+_CONNECTION_SLOTS = (
+    "_head_due",
+    "_progress_mark",
+    "channel",
+    "client",
+    "deadline",
+    "loop",
+    "no_more_requests",
+    "peer",
+    "phase",
+    "reader",
+    "reading_paused",
+    "responder",
+    "shared",
+    "tls",
+)
+
+
 class HttpProtocol(asyncio.Protocol):
     """One client connection."""
 
-    # A download mirror holds many idle keep-alive connections: no __dict__ per one.
-    __slots__ = (
-        "_head_due",
-        "_progress_mark",
-        "channel",
-        "client",
-        "deadline",
-        "loop",
-        "no_more_requests",
-        "peer",
-        "phase",
-        "reader",
-        "reading_paused",
-        "responder",
-        "shared",
-        "tls",
-    )
+    __slots__ = _CONNECTION_SLOTS
 
     def __init__(self, shared: Shared) -> None:
         self.shared = shared

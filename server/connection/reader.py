@@ -118,30 +118,33 @@ def invalid_method_status(data: bytes, completed_before: int) -> int:
     return 501
 
 
+_READER_SLOTS = (
+    "_answered_early",
+    "_begins",
+    "_block",
+    "_body_expected",
+    "_buf",
+    "_closed",
+    "_completes",
+    "_head_bytes",
+    "_in_head",
+    "_kept",
+    "_next",
+    "_on_request",
+    "_parser",
+    "_pos",
+    "_valid_host",
+    "clock",
+    "peer",
+    "request",
+    "timed",
+)
+
+
 class RequestReader:
     """httptools' callback target for one connection: whole heads (see the module)."""
 
-    __slots__ = (
-        "_answered_early",
-        "_begins",
-        "_block",
-        "_body_expected",
-        "_buf",
-        "_closed",
-        "_completes",
-        "_head_bytes",
-        "_in_head",
-        "_kept",
-        "_next",
-        "_on_request",
-        "_parser",
-        "_pos",
-        "_valid_host",
-        "clock",
-        "peer",
-        "request",
-        "timed",
-    )
+    __slots__ = _READER_SLOTS
 
     def __init__(
         self, on_request: Callable[[Request], None], clock: Callable[[], float] | None

@@ -81,9 +81,7 @@ class Responder:
         self.conn = conn
         self.shared = conn.shared
         self.loop = conn.loop
-        # Requests read, not yet answered: at most MAX_QUEUED + 1 (a list costs 56 bytes
-        # per idle connection, a deque 760).
-        self.pipeline: list[Request | Refusal] = []
+        self.pipeline: list[Request | Refusal] = []  # read, not answered (list: 56 B idle)
         self._scheduled: asyncio.Handle | None = None
         self.task: asyncio.Task[Any] | None = None  # planning or sending a response
         self.tally: Tally | None = None  # the body in flight
