@@ -150,3 +150,30 @@ def test_a_file_rewritten_while_hashed_gives_no_digest(tmp_path: Path) -> None:
             _check_unchanged(fd, st)
     finally:
         os.close(fd)
+
+
+def test_a_made_sidecar_is_kept_until_its_file_changes_or_a_real_one_appears(
+    root: Path, tmp_path: Path
+) -> None:
+    """A warm NAME.sha256 is answered from the file cache, like a small file; it stops
+    holding when the file it sums changes, and when a real NAME.sha256 appears."""
+    with ServerProcess(root, ["--digest", "sha-256"], logdir=tmp_path) as srv:
+        first = fetch(srv.port, "/a.txt.sha256")
+        assert first[0] == 200 and first[2] == f"{sha(root / 'a.txt')}  a.txt\n".encode()
+        for method in ("GET", "HEAD", "GET", "GET"):
+            status, headers, body = fetch(srv.port, "/a.txt.sha256", method=method)
+            assert status == 200 and headers == first[1] | {"date": headers["date"]}
+            assert body == (first[2] if method == "GET" else b"")
+        # Keeping a new digest (an xattr) moves the file's ctime: the entry made with the
+        # first answer may be stale at once; the one made with the second holds.
+        paths = srv.send_paths_for("/a.txt.sha256")
+        assert len(paths) == 4 and paths[0] == "inline" and paths[2:] == ["cache", "cache"]
+
+        (root / "a.txt").write_bytes(b"alpha, rewritten\n")
+        body = fetch(srv.port, "/a.txt.sha256")[2]
+        assert body == f"{sha(root / 'a.txt')}  a.txt\n".encode()
+
+        (root / "a.txt.sha256").write_bytes(b"now a real one\n")
+        assert fetch(srv.port, "/a.txt.sha256")[2] == b"now a real one\n"
+        (root / "a.txt.sha256").unlink()
+        assert fetch(srv.port, "/a.txt.sha256")[2] == f"{sha(root / 'a.txt')}  a.txt\n".encode()

@@ -27,20 +27,28 @@ ENTRY_OVERHEAD = 400
 
 
 class CachedFile:
-    """A 200 for a whole small file: its head as ``head.serialize`` made it (without the
-    connection tail), and the body."""
+    """A 200 for a whole small file, or made from one (a ``NAME.sha256`` of it): its head
+    as ``head.serialize`` made it (without the connection tail), and the body.
 
-    __slots__ = ("body", "head", "path", "version")
+    It holds while the file at ``path`` is the version it was made from, and, when
+    ``absent`` is given, while nothing is at that path (a made file answers only where no
+    real one exists)."""
 
-    def __init__(self, path: str, st: os.stat_result, head: bytes, body: bytes) -> None:
+    __slots__ = ("absent", "body", "head", "path", "version")
+
+    def __init__(
+        self, path: str, st: os.stat_result, head: bytes, body: bytes, absent: str | None = None
+    ) -> None:
         self.path = os.fsencode(path)  # stat'ed on every hit: encoded once
         self.version = file_version(st)
         self.head = head
         self.body = body
+        self.absent = os.fsencode(absent) if absent is not None else None
 
     def cost(self, key: bytes) -> int:
         """The bytes this entry holds under ``key``, as the budget counts them."""
-        return len(key) + len(self.path) + len(self.head) + len(self.body) + ENTRY_OVERHEAD
+        made = len(self.absent) if self.absent is not None else 0
+        return len(key) + len(self.path) + made + len(self.head) + len(self.body) + ENTRY_OVERHEAD
 
 
 class FileCache:
@@ -66,7 +74,9 @@ class FileCache:
             return None
         # The same version is the same inode (st_dev, st_ino), whose type cannot change:
         # still the regular file it was when cached.
-        if file_version(st) != entry.version:
+        if file_version(st) != entry.version or (
+            entry.absent is not None and os.access(entry.absent, os.F_OK)
+        ):
             self._drop(target)
             return None
         self.hits += 1

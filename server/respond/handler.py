@@ -363,7 +363,18 @@ class Handler:
                 return meta4
         if not features.digest:
             return None
-        return sums.checksum_file(self.lookup, self.digests, request, close, target)
+        fill = None
+        cache = self.cache
+        if cache is not None and self.cacheable(request):
+            key = cache_key(request.target)
+
+            def fill(found: OpenFile, head: bytes, body: bytes) -> None:
+                # Holds while the file is the version summed and no real NAME.sha256
+                # appears (the lookup would serve that one).
+                sidecar = found.path + sums.SIDECAR_SUFFIX
+                cache.put(key, CachedFile(found.path, found.stat, head, body, absent=sidecar))
+
+        return sums.checksum_file(self.lookup, self.digests, request, close, target, fill)
 
     # --- directory listings -----------------------------------------------------------------
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from ..files.digests import DigestCache
 from ..files.lookup import FileLookup, OpenFile
 from ..files.pools import io_pool
+from ..http.head import serialize
 from ..http.paths import RequestPath
 from ..http.plan import plan_body, plan_error
 from ..http.request import Request
@@ -61,15 +63,21 @@ async def digests_of(digests: DigestCache, files: list[OpenFile]) -> list[bytes]
     return [d for d in found if d is not None]
 
 
+# Keeps a made NAME.sha256's response: (the file it sums, the head, the body).
+Fill = Callable[[OpenFile, bytes, bytes], None]
+
+
 def checksum_file(
     lookup: FileLookup,
     digests: DigestCache,
     request: Request,
     close: bool,
     target: RequestPath,
+    fill: Fill | None = None,
 ) -> Planned | Deferred | None:
     """The plan for ``NAME.sha256`` or ``DIR/SHA256SUMS``, or None if ``target`` is
-    neither (the caller answers 404)."""
+    neither (the caller answers 404). ``fill``, if given, is handed a ``NAME.sha256``'s
+    response to keep."""
     name = target.segments[-1]
     if name == SUMS_NAME:
         segments = target.segments[:-1]
@@ -80,11 +88,16 @@ def checksum_file(
     found = lookup.open(RequestPath((*target.segments[:-1], base), False, b"", True))
     if not isinstance(found, OpenFile):
         return None
-    return Deferred(lambda: _checksums(digests, request, close, [found], [base]), found)
+    return Deferred(lambda: _checksums(digests, request, close, [found], [base], fill), found)
 
 
 async def _checksums(
-    digests: DigestCache, request: Request, close: bool, files: list[OpenFile], names: list[str]
+    digests: DigestCache,
+    request: Request,
+    close: bool,
+    files: list[OpenFile],
+    names: list[str],
+    fill: Fill | None = None,
 ) -> Planned:
     try:
         found = await digests_of(digests, files)
@@ -94,9 +107,13 @@ async def _checksums(
     if found is None:
         extra = (("Retry-After", str(RETRY_AFTER_SECONDS)),)
         return plan_error(503, request, close, extra), None
-    body = "".join(sums_line(d, n) for d, n in zip(found, names, strict=True))
+    text = "".join(sums_line(d, n) for d, n in zip(found, names, strict=True))
+    body = text.encode("utf-8", "surrogateescape")
     fields = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-cache"))
-    return plan_body(200, request, close, fields, body.encode("utf-8", "surrogateescape")), None
+    plan = plan_body(200, request, close, fields, body)
+    if fill is not None:
+        fill(files[0], serialize(200, plan.fields), body)
+    return plan, None
 
 
 async def _sha256sums(
