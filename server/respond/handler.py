@@ -91,6 +91,19 @@ def cache_key(target: bytes) -> bytes:
     return path
 
 
+def _sidecar_fill(cache: FileCache | None, request: Request) -> sums.Fill:
+    """Keeps a made ``NAME.sha256``'s response: it holds while the file is the version
+    summed and no real ``NAME.sha256`` appears (the lookup would serve that one)."""
+    key = cache_key(request.target)
+    assert cache is not None  # cacheable() says there is one
+
+    def fill(found: OpenFile, head: bytes, body: bytes) -> None:
+        sidecar = found.path + sums.SIDECAR_SUFFIX
+        cache.put(key, CachedFile(found.path, found.stat, head, body, absent=sidecar))
+
+    return fill
+
+
 def _with_digest(facts: FileFacts, value: str) -> FileFacts:
     return replace(facts, representation=(*facts.representation, (REPR_DIGEST, value)))
 
@@ -363,17 +376,7 @@ class Handler:
                 return meta4
         if not features.digest:
             return None
-        fill = None
-        cache = self.cache
-        if cache is not None and self.cacheable(request):
-            key = cache_key(request.target)
-
-            def fill(found: OpenFile, head: bytes, body: bytes) -> None:
-                # Holds while the file is the version summed and no real NAME.sha256
-                # appears (the lookup would serve that one).
-                sidecar = found.path + sums.SIDECAR_SUFFIX
-                cache.put(key, CachedFile(found.path, found.stat, head, body, absent=sidecar))
-
+        fill = _sidecar_fill(self.cache, request) if self.cacheable(request) else None
         return sums.checksum_file(self.lookup, self.digests, request, close, target, fill)
 
     # --- directory listings -----------------------------------------------------------------
