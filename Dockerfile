@@ -6,6 +6,13 @@
 #
 # Anything after the image name replaces CMD (the options below), e.g.
 #   docker run ... zerocopy-server --bind 0.0.0.0 --port 8000 --directory /srv --access-log off
+# Options can also be set from the environment, ZEROCOPY_<OPTION> (the command line wins):
+#   docker run ... -e ZEROCOPY_WORKERS=2 -e ZEROCOPY_ACCESS_LOG_FORMAT=json zerocopy-server
+# Pre-start check: the same image, volume and options plus --check-config validates them
+# and the mounted tree, prints the effective configuration and exits 0 (valid) or 2,
+# without listening; run it before `docker run -d` or as a compose/init step:
+#   docker run --rm -v "$PWD/files:/srv:ro" zerocopy-server \
+#       --check-config --bind 0.0.0.0 --port 8000 --directory /srv --shutdown-timeout 8
 # The HEALTHCHECK probes port 8000: keep the server on 8000 inside the container and remap
 # with -p HOST:8000 instead. tests/test_deploy_files.py parses this file and runs its
 # install and start commands outside Docker: keep RUN steps to plain pip commands.

@@ -19,7 +19,7 @@ SEND_PATHS: dict[str, tuple[list[str], str]] = {
     "buffered": (["--loop", "uvloop", "--no-sendfile"], "buffered"),
 }
 
-_SERVING = re.compile(r"^Serving (.+) at http://(\S+):(\d+)/$", re.M)
+_SERVING = re.compile(r"^Serving (.+?)(?: \(.*\))? at http://(\S+):(\d+)/$", re.M)
 
 
 class ServerProcess:

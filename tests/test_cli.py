@@ -64,7 +64,8 @@ def test_serving_line_and_positional_port(tree):
     srv.start()
     try:
         assert re.search(
-            rf"^Serving {re.escape(str(tree.root))} at http://127\.0\.0\.1:{srv.port}/$",
+            rf"^Serving {re.escape(str(tree.root))} \(1 worker, send path \S+, "
+            rf"features: [^)]*\) at http://127\.0\.0\.1:{srv.port}/$",
             srv.stdout(),
             re.M,
         )
@@ -83,7 +84,7 @@ def test_default_directory_is_the_current_one(tree):
     )
     try:
         line = proc.stdout.readline()
-        m = re.fullmatch(r"Serving (.+) at http://127\.0\.0\.1:(\d+)/\n", line)
+        m = re.fullmatch(r"Serving (.+) \(.*\) at http://127\.0\.0\.1:(\d+)/\n", line)
         assert m and m.group(1) == str(tree.root)
         with urllib.request.urlopen(f"http://127.0.0.1:{m.group(2)}/hello.txt", timeout=10) as r:
             assert r.read() == tree.files["hello.txt"]

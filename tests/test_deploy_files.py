@@ -49,7 +49,7 @@ SERVICE = DEPLOY / "zerocopy-server.service"
 SOCKET = DEPLOY / "zerocopy-server.socket"
 
 CONTAINER_PORT = "8000"
-SERVING = re.compile(r"^Serving (.+) at http://(\S+):(\d+)/$", re.M)
+SERVING = re.compile(r"^Serving (.+?)(?: \(.*\))? at http://(\S+):(\d+)/$", re.M)
 
 
 # --- Dockerfile parser -------------------------------------------------------------------

@@ -287,7 +287,7 @@ def _wait_serving(engine: Engine, name: str, timeout: float = 20) -> str:
     logs = ""
     while time.monotonic() < deadline:
         logs = engine.logs(name)
-        if re.search(r"^Serving /srv at http://", logs, re.M):
+        if re.search(r"^Serving /srv (\(.*\) )?at http://", logs, re.M):
             return logs
         time.sleep(0.1)
     state = engine.podman("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", name)

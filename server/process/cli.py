@@ -24,7 +24,8 @@ from ..http.cors import parse_origins
 from ..http.encodings import parse_precompressed
 from ..http.forwarded import TrustedPeers
 from ..http.metalink import parse_mirror
-from .app import serve, tls_context
+from . import settings
+from .app import choose_send_path, serve, tls_context
 from .listen import UnixSocketInUse, bind_tcp, bind_unix, describe, inherited_sockets
 from .metrics import parse_address
 from .supervisor import Supervisor
@@ -123,6 +124,14 @@ def _rate(text: str) -> int:
     return value
 
 
+def _binary(size: int) -> str:
+    """``256g`` for 256 GiB: a size as --archive-max-bytes and --limit-rate take it."""
+    for unit in "gmk":
+        if size and size % _UNITS[unit] == 0:
+            return f"{size // _UNITS[unit]}{unit}"
+    return str(size)
+
+
 def _cache_control(text: str) -> str:
     try:
         parse_rule(text)
@@ -189,234 +198,176 @@ def _root_path(text: str) -> str:
     return encoded
 
 
+EPILOG = """\
+examples:
+  A public download mirror: listings, checksums, whole-directory downloads, every CPU:
+    zerocopy-server --port 80 --directory /srv/mirror --workers auto --autoindex \\
+        --digest sha-256 --archives tar,zip --precompressed br,gzip \\
+        --cache-control '*.iso=public, max-age=31536000, immutable' \\
+        --access-log-format json
+
+  Behind nginx on a unix socket, mounted at /files/ (deploy/nginx.conf):
+    zerocopy-server --unix /run/zerocopy-server.sock --unix-mode 0660 \\
+        --root-path /files --directory /srv/files
+
+  In a container, configured from the environment, checked before it starts:
+    docker run --rm -v "$PWD/files:/srv:ro" -e ZEROCOPY_WORKERS=2 \\
+        zerocopy-server --check-config --directory /srv
+    docker run -p 8000:8000 -v "$PWD/files:/srv:ro" -e ZEROCOPY_WORKERS=2 \\
+        -e ZEROCOPY_ACCESS_LOG_FORMAT=json zerocopy-server
+
+environment:
+  Every option can also be set as ZEROCOPY_<OPTION>, its long name upper-cased with
+  dashes as underscores: ZEROCOPY_PORT=8080, ZEROCOPY_ACCESS_LOG_FORMAT=json. Flags take
+  1/0, true/false, yes/no or on/off; repeatable options take several values, split as a
+  shell would (ZEROCOPY_MIRROR="https://a.example/ https://b.example/"); an empty
+  variable counts as unset. The command line wins over the environment, the environment
+  over the default; --check-config shows where each value came from.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="zerocopy-server",
         description="Serve a directory over HTTP/1.1, sending files with kernel sendfile.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
+        "--version",
+        action=settings.VersionAction,
+        help="print the versions of zerocopy-server, uvloop, httptools and Python, and exit",
+    )
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the options and the directory, print the effective configuration "
+        "and where each value came from, and exit (0: valid, 2: not) without listening",
+    )
+    _listening(p.add_argument_group("Listening"))
+    _files(p.add_argument_group("Files"))
+    _limits(p.add_argument_group("Limits and timeouts"))
+    _proxies(p.add_argument_group("Proxies and TLS"))
+    _logging(p.add_argument_group("Logging and metrics"))
+    return p
+
+
+def _listening(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
         "port_arg",
         nargs="?",
         type=_port,
         metavar="PORT",
-        help=f"port to listen on (default {DEFAULT.port})",
+        help=f"port to listen on (default: {DEFAULT.port})",
     )
-    p.add_argument("-p", "--port", type=_port, help="port to listen on (overrides PORT)")
-    p.add_argument(
+    g.add_argument(
+        "-p",
+        "--port",
+        type=_port,
+        help=f"port to listen on, overrides PORT; 0 picks a free one (default: {DEFAULT.port})",
+    )
+    g.add_argument("-b", "--bind", metavar="ADDR", help="address to bind (default: all interfaces)")
+    g.add_argument(
+        "--unix",
+        metavar="PATH",
+        help="listen on a unix domain socket at PATH instead of TCP (default: off)",
+    )
+    g.add_argument(
+        "--unix-mode",
+        type=_mode,
+        default=DEFAULT.unix_mode,
+        metavar="OCTAL",
+        help=f"permissions of the unix socket file (default: {DEFAULT.unix_mode:04o})",
+    )
+    g.add_argument(
+        "--workers",
+        type=_workers,
+        default=DEFAULT.workers,
+        metavar="N",
+        help="worker processes sharing the listening sockets; 'auto' = the CPUs this "
+        "process may use (default: %(default)s)",
+    )
+    g.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default=DEFAULT.loop,
+        help="event loop (default: %(default)s, uvloop when importable)",
+    )
+
+
+def _files(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
         "-d",
         "--directory",
         default=DEFAULT.root,
         help="directory to serve (default: the current directory)",
     )
-    p.add_argument("-b", "--bind", metavar="ADDR", help="address to bind (default: all interfaces)")
-    p.add_argument(
-        "--no-sendfile",
-        action="store_true",
-        help="send file bodies with read/write instead of sendfile",
-    )
-    p.add_argument(
-        "--loop",
-        choices=("auto", "uvloop", "asyncio"),
-        default=DEFAULT.loop,
-        help="event loop (default %(default)s: uvloop when importable)",
-    )
-    p.add_argument(
+    g.add_argument(
         "--dotfiles",
         choices=("deny", "allow"),
         default="allow" if DEFAULT.allow_dotfiles else "deny",
-        help="serve dotfiles and dot-directories (default %(default)s; deny: 404)",
+        help="serve dotfiles and dot-directories (deny: 404) (default: %(default)s)",
     )
-    p.add_argument(
-        "--access-log",
-        choices=("on", "off"),
-        default=_on_off(DEFAULT.access_log),
-        help="one Combined Log Format line per response on stdout (default %(default)s)",
-    )
-    p.add_argument(
-        "--log-level",
-        choices=("debug", "info", "warning", "error"),
-        default=DEFAULT.log_level,
-        help="diagnostic log level, on stderr (default %(default)s)",
-    )
-    p.add_argument(
-        "--inline-max",
-        type=_size,
-        default=DEFAULT.inline_max,
-        metavar="BYTES",
-        help="bodies up to this size are sent in one write with the head (default %(default)s)",
-    )
-    p.add_argument(
-        "--no-cache",
-        action="store_true",
-        help="do not keep small files' responses in memory (each request opens and reads its file)",
-    )
-    p.add_argument(
-        "--header-timeout",
-        type=_seconds,
-        default=DEFAULT.header_timeout,
-        metavar="S",
-        help="close a connection whose request head is not complete S seconds "
-        "after its first byte (default %(default)g)",
-    )
-    p.add_argument(
-        "--keepalive-timeout",
-        type=_seconds,
-        default=DEFAULT.keepalive_timeout,
-        metavar="S",
-        help="close an idle keep-alive connection after S seconds (default %(default)g)",
-    )
-    p.add_argument(
-        "--send-timeout",
-        type=_seconds,
-        default=DEFAULT.send_timeout,
-        metavar="S",
-        help="abort a response that makes no progress for S seconds (default %(default)g)",
-    )
-    p.add_argument(
-        "--max-connections",
-        type=_count,
-        default=DEFAULT.max_connections,
-        metavar="N",
-        help="answer connections beyond N with 503 and close them (default %(default)s)",
-    )
-    p.add_argument(
-        "--shutdown-timeout",
-        type=_seconds,
-        default=DEFAULT.shutdown_timeout,
-        metavar="S",
-        help="on SIGTERM/SIGINT, let in-flight responses finish for up to S seconds "
-        "(default %(default)g)",
-    )
-    p.add_argument(
-        "--unix", metavar="PATH", help="listen on a unix domain socket at PATH instead of TCP"
-    )
-    p.add_argument(
-        "--unix-mode",
-        type=_mode,
-        default=DEFAULT.unix_mode,
-        metavar="OCTAL",
-        help=f"permissions of the unix socket file (default {DEFAULT.unix_mode:04o})",
-    )
-    p.add_argument(
-        "--workers",
-        type=_workers,
-        default=DEFAULT.workers,
-        metavar="N",
-        help="worker processes sharing the listening sockets; 'auto' = CPU count "
-        "(default %(default)s)",
-    )
-    p.add_argument(
-        "--forwarded-allow-ips",
-        default=DEFAULT.forwarded_allow_ips,
-        metavar="LIST",
-        help="comma-separated addresses/networks of proxies whose Forwarded and "
-        "X-Forwarded-* fields are believed ('*' = all; unix-socket peers are "
-        "trusted) (default %(default)s)",
-    )
-    p.add_argument(
-        "--root-path",
-        type=_root_path,
-        default=DEFAULT.root_path,
-        metavar="/PREFIX",
-        help="the prefix a reverse proxy mounts the server under; redirects carry "
-        "it, and requests are accepted with or without it",
-    )
-    p.add_argument("--certfile", metavar="PEM", help="serve HTTPS with this certificate chain")
-    p.add_argument(
-        "--keyfile", metavar="PEM", help="private key for --certfile (if not in the same file)"
-    )
-    p.add_argument(
+    g.add_argument(
         "--autoindex",
         action="store_true",
-        help="list directories that have no index.html (HTML, or JSON with ?format=json)",
+        help="list directories that have no index.html (HTML, or JSON with ?format=json) "
+        "(default: off)",
     )
-    p.add_argument(
+    g.add_argument(
         "--precompressed",
         type=_precompressed,
         default=DEFAULT.precompressed,
         metavar="LIST",
         help="serve file.br/.zst/.gz variants to clients that accept them: codings in "
-        "order of preference (e.g. br,zstd,gzip) or 'off' (default off)",
+        "order of preference (e.g. br,zstd,gzip) or 'off' (default: off)",
     )
-    p.add_argument(
+    g.add_argument(
         "--attachment",
         action="store_true",
         help="send every file as a download (Content-Disposition: attachment); without "
-        "it, ?download does so per request",
+        "it, ?download does so per request (default: off)",
     )
-    p.add_argument(
+    g.add_argument(
         "--digest",
         choices=("sha-256", "off"),
         default="sha-256" if DEFAULT.digest else "off",
-        help="send Repr-Digest (RFC 9530) with files (default %(default)s)",
+        help="send Repr-Digest (RFC 9530) with files (default: %(default)s)",
     )
-    p.add_argument(
-        "--limit-rate",
-        type=_rate,
-        default=DEFAULT.limit_rate,
-        metavar="BYTES_PER_S",
-        help="limit each response to this many bytes per second (k/m suffixes; 0 = off)",
-    )
-    p.add_argument(
-        "--limit-rate-after",
-        type=_rate,
-        default=DEFAULT.limit_rate_after,
-        metavar="BYTES",
-        help="send this much of each response at full speed first (k/m suffixes)",
-    )
-    p.add_argument(
-        "--metrics",
-        metavar="ADDR:PORT",
-        help="serve Prometheus metrics at http://ADDR:PORT/metrics (a separate listener)",
-    )
-    p.add_argument(
-        "--max-connections-per-ip",
-        type=_size,
-        default=DEFAULT.max_connections_per_ip,
-        metavar="N",
-        help="answer a client's connections beyond N with 429 and close them; the client "
-        "is the one the trusted-proxy rules name (default %(default)s: no cap)",
-    )
-    p.add_argument(
+    g.add_argument(
         "--archives",
         type=_archives,
         default=DEFAULT.archives,
         metavar="tar,zip",
         help="offer directories as one download: GET /dir/?archive=tar (or zip); "
-        "resumable, with Range (default off)",
+        "resumable, with Range (default: off)",
     )
-    p.add_argument(
+    g.add_argument(
         "--archive-max-files",
         type=_count,
         default=DEFAULT.archive_max_files,
         metavar="N",
-        help="an archive of more files is refused with 413 (default %(default)s)",
+        help="an archive of more files is refused with 413 (default: %(default)s)",
     )
-    p.add_argument(
+    g.add_argument(
         "--archive-max-bytes",
         type=_rate,
         default=DEFAULT.archive_max_bytes,
         metavar="BYTES",
-        help="an archive of more bytes is refused with 413 (k/m/g suffixes; default 256g)",
+        help="an archive of more bytes is refused with 413 (k/m/g suffixes) (default: "
+        f"{_binary(DEFAULT.archive_max_bytes)})",
     )
-    p.add_argument(
+    g.add_argument(
         "--mirror",
         type=_mirror,
         action="append",
         default=None,
         metavar="BASE_URL[;pri=N]",
         help="a mirror of the served tree (repeatable): file responses get Metalink/HTTP "
-        "Link fields (RFC 6249), NAME.meta4 a Metalink 4 document (RFC 5854)",
+        "Link fields (RFC 6249), NAME.meta4 a Metalink 4 document (RFC 5854) "
+        "(default: none)",
     )
-    p.add_argument(
-        "--cors",
-        type=_cors,
-        default=DEFAULT.cors,
-        metavar="ORIGIN[,ORIGIN]|*",
-        help="let pages of these origins read files with fetch(), Range included "
-        "(CORS); '*' for any origin (default: none)",
-    )
-    p.add_argument(
+    g.add_argument(
         "--cache-control",
         type=_cache_control,
         action="append",
@@ -424,20 +375,158 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[GLOB=]VALUE",
         help="Cache-Control for files on 200/206/304: 'GLOB=VALUE' for files whose name (or "
         "path, if GLOB has a /) matches, or VALUE for the rest; repeatable, first match wins "
-        "(e.g. '*.iso=public, max-age=31536000, immutable' 'public, max-age=300')",
+        "(e.g. '*.iso=public, max-age=31536000, immutable' 'public, max-age=300') "
+        "(default: none)",
     )
-    p.add_argument(
+    g.add_argument(
+        "--cors",
+        type=_cors,
+        default=DEFAULT.cors,
+        metavar="ORIGIN[,ORIGIN]|*",
+        help="let pages of these origins read files with fetch(), Range included "
+        "(CORS); '*' for any origin (default: none)",
+    )
+    g.add_argument(
+        "--no-sendfile",
+        action="store_true",
+        help="send file bodies with read/write instead of sendfile (default: off)",
+    )
+    g.add_argument(
+        "--inline-max",
+        type=_size,
+        default=DEFAULT.inline_max,
+        metavar="BYTES",
+        help="bodies up to this size are sent in one write with the head (default: %(default)s)",
+    )
+    g.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="do not keep small files' responses in memory (each request opens and reads "
+        "its file) (default: off)",
+    )
+
+
+def _limits(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=DEFAULT.header_timeout,
+        metavar="S",
+        help="close a connection whose request head is not complete S seconds "
+        "after its first byte (default: %(default)g)",
+    )
+    g.add_argument(
+        "--keepalive-timeout",
+        type=_seconds,
+        default=DEFAULT.keepalive_timeout,
+        metavar="S",
+        help="close an idle keep-alive connection after S seconds (default: %(default)g)",
+    )
+    g.add_argument(
+        "--send-timeout",
+        type=_seconds,
+        default=DEFAULT.send_timeout,
+        metavar="S",
+        help="abort a response that makes no progress for S seconds (default: %(default)g)",
+    )
+    g.add_argument(
+        "--shutdown-timeout",
+        type=_seconds,
+        default=DEFAULT.shutdown_timeout,
+        metavar="S",
+        help="on SIGTERM/SIGINT, let in-flight responses finish for up to S seconds "
+        "(default: %(default)g)",
+    )
+    g.add_argument(
+        "--max-connections",
+        type=_count,
+        default=DEFAULT.max_connections,
+        metavar="N",
+        help="answer connections beyond N with 503 and close them (default: %(default)s)",
+    )
+    g.add_argument(
+        "--max-connections-per-ip",
+        type=_size,
+        default=DEFAULT.max_connections_per_ip,
+        metavar="N",
+        help="answer a client's connections beyond N with 429 and close them; the client "
+        "is the one the trusted-proxy rules name (default: %(default)s, no cap)",
+    )
+    g.add_argument(
+        "--limit-rate",
+        type=_rate,
+        default=DEFAULT.limit_rate,
+        metavar="BYTES_PER_S",
+        help="limit each response to this many bytes per second (k/m suffixes; 0 = off) "
+        "(default: %(default)s)",
+    )
+    g.add_argument(
+        "--limit-rate-after",
+        type=_rate,
+        default=DEFAULT.limit_rate_after,
+        metavar="BYTES",
+        help="send this much of each response at full speed first (k/m suffixes) "
+        "(default: %(default)s)",
+    )
+
+
+def _proxies(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--forwarded-allow-ips",
+        default=DEFAULT.forwarded_allow_ips,
+        metavar="LIST",
+        help="comma-separated addresses/networks of proxies whose Forwarded and "
+        "X-Forwarded-* fields are believed ('*' = all; unix-socket peers are "
+        "trusted) (default: %(default)s)",
+    )
+    g.add_argument(
+        "--root-path",
+        type=_root_path,
+        default=DEFAULT.root_path,
+        metavar="/PREFIX",
+        help="the prefix a reverse proxy mounts the server under; redirects carry "
+        "it, and requests are accepted with or without it (default: none)",
+    )
+    g.add_argument(
+        "--certfile", metavar="PEM", help="serve HTTPS with this certificate chain (default: none)"
+    )
+    g.add_argument(
+        "--keyfile",
+        metavar="PEM",
+        help="private key for --certfile, if not in the same file (default: none)",
+    )
+
+
+def _logging(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--access-log",
+        choices=("on", "off"),
+        default=_on_off(DEFAULT.access_log),
+        help="one line per response, on stdout or --access-log-file (default: %(default)s)",
+    )
+    g.add_argument(
         "--access-log-format",
         choices=("combined", "json"),
         default=DEFAULT.access_log_format,
-        help="access log lines: Combined Log Format or one JSON object (default %(default)s)",
+        help="access log lines: Combined Log Format or one JSON object (default: %(default)s)",
     )
-    p.add_argument(
+    g.add_argument(
         "--access-log-file",
         metavar="PATH",
-        help="write the access log to PATH instead of stdout (reopened on SIGHUP)",
+        help="write the access log to PATH, reopened on SIGHUP (default: stdout)",
     )
-    return p
+    g.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=DEFAULT.log_level,
+        help="diagnostic log level, on stderr (default: %(default)s)",
+    )
+    g.add_argument(
+        "--metrics",
+        metavar="ADDR:PORT",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics, a separate listener "
+        "(default: off)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -570,8 +659,87 @@ def run_worker(config: Config, listeners: list[socket.socket], index: int = 0) -
         loop.close()
 
 
+def features_on(config: Config) -> list[str]:
+    """The optional behaviours this configuration turns on, as the startup line names them."""
+    return [
+        name
+        for name, active in (
+            ("tls", config.certfile is not None),
+            ("autoindex", config.autoindex),
+            ("precompressed=" + ",".join(config.precompressed), config.precompressed),
+            ("archives=" + ",".join(config.archives), config.archives),
+            ("digest=sha-256", config.digest),
+            ("attachment", config.attachment),
+            (f"mirrors={len(config.mirrors)}", config.mirrors),
+            ("cache-control", config.cache_control),
+            ("cors", config.cors),
+            (f"limit-rate={_binary(config.limit_rate)}/s", config.limit_rate),
+            (
+                f"max-connections-per-ip={config.max_connections_per_ip}",
+                config.max_connections_per_ip,
+            ),
+            (f"metrics={config.metrics}", config.metrics),
+            ("dotfiles", config.allow_dotfiles),
+            (f"root-path={config.root_path}", config.root_path),
+            (f"access-log={config.access_log_format}", config.access_log),
+        )
+        if active
+    ]
+
+
+def serving_line(config: Config, sockets: Sequence[socket.socket], send_path: str) -> str:
+    """``Serving DIR (N workers, send path P, features: ...) at URL[ and at URL]``: one
+    line, the URL last (tests and the load-test harness read the port from its end)."""
+    workers = f"{config.workers} worker{'s' if config.workers != 1 else ''}"
+    features = ", ".join(features_on(config)) or "none"
+    urls = " and at ".join(dict.fromkeys(describe(sock) for sock in sockets))
+    root = os.path.realpath(config.root)
+    return f"Serving {root} ({workers}, send path {send_path}, features: {features}) at {urls}"
+
+
+def _send_path(config: Config) -> str:
+    """The body path the workers will use; ImportError for --loop uvloop without uvloop."""
+    loop = _new_loop(config.loop)
+    try:
+        return choose_send_path(config, loop)
+    finally:
+        loop.close()
+
+
+def _validate(config: Config) -> str | None:
+    """Everything --check-config checks, as a one-line message, or None."""
+    problem = _check(config)
+    if problem is None:
+        try:
+            _send_path(config)
+        except ImportError:
+            problem = "--loop uvloop, but uvloop is not installed"
+    return problem
+
+
+def check_config(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, sources: dict[str, str]
+) -> int:
+    """--check-config: the effective configuration on stdout, then valid (0) or not (2)."""
+    config = config_from_args(args)
+    shown = {"port": config.port, "directory": config.root, "workers": config.workers}
+    for line in settings.describe(parser, args, sources, shown):
+        print(line)
+    for name in settings.unknown_variables(parser):
+        print(f"warning: {name} is not a setting (ignored)", file=sys.stderr)
+    problem = _validate(config)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    print("configuration OK", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, sources = settings.parse(parser, argv)
+    if args.check_config:
+        return check_config(parser, args, sources)
     config = config_from_args(args)
     problem = _check(config)
     if problem is not None:
@@ -583,7 +751,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        _new_loop(config.loop).close()
+        send_path = _send_path(config)
     except ImportError:
         print("error: --loop uvloop, but uvloop is not installed", file=sys.stderr)
         return EXIT_USAGE
@@ -593,8 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    root = os.path.realpath(config.root)
-    print(f"Serving {root} at {describe(listener_sets[0][0])}", flush=True)
+    print(serving_line(config, listener_sets[0], send_path), flush=True)
     try:
         if config.workers == 1:
             return run_worker(config, listener_sets[0])
