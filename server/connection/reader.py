@@ -72,6 +72,15 @@ def _not_http(data: bytes) -> int:
     return -1
 
 
+def _parser_for(reader: RequestReader) -> httptools.HttpRequestParser:
+    """httptools' parser calling back ``reader`` (the callbacks its class defines)."""
+    parser = httptools.HttpRequestParser(reader)
+    # HTTP/1.2 and the like reach on_headers_complete, which treats them as 1.1 (RFC 9110
+    # §6.2) and answers other major versions 505; llhttp would call them garbage.
+    parser.set_dangerous_leniencies(lenient_version=True)
+    return parser
+
+
 _REQUEST_LINE = re.compile(rb"[^ ]+ [^ \x00-\x20\x7f]+ HTTP/[0-9]\.[0-9]")
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -149,10 +158,7 @@ class RequestReader:
     def __init__(
         self, on_request: Callable[[Request], None], clock: Callable[[], float] | None
     ) -> None:
-        self._parser = httptools.HttpRequestParser(self)
-        # HTTP/1.2 and the like reach on_headers_complete, which treats them as 1.1 (RFC
-        # 9110 §6.2) and answers other major versions 505; llhttp would call them garbage.
-        self._parser.set_dangerous_leniencies(lenient_version=True)
+        self._parser = _parser_for(self)
         self._answered_early = False  # answered at its head (Expect): skip its completion
         self._body_expected = False
         self._on_request = on_request
@@ -213,8 +219,7 @@ class RequestReader:
         self.__class__ = _FieldReader
         self.request = None
         self._in_head = False
-        self._parser = httptools.HttpRequestParser(self)
-        self._parser.set_dangerous_leniencies(lenient_version=True)
+        self._parser = _parser_for(self)  # now with on_header and on_body
         return self.feed(rest)
 
     def _parse(self, data: bytes) -> int | None:
