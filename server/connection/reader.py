@@ -9,9 +9,11 @@ choose; these are the project's contract, each answered with its status and a cl
 Two ways to read one head, with one outcome:
 
 * **Whole heads** (every connection starts so): httptools parses without an
-  ``on_header`` callback, and once it has accepted a head, ``_take_fields`` picks the
-  kept fields out of its bytes with one compiled regex. A Python call per field line is
-  what a browser-like head of 8 fields cost most of all (see README, Performance).
+  ``on_header`` callback, and once it has accepted a head, ``_take_fields`` takes the
+  kept fields out of its bytes by the same per-field rule (``_field``), remembered by
+  the exact bytes of the field lines, which the next head usually repeats. A Python call
+  per field line is what a browser-like head of 8 fields cost most of all (see README,
+  Performance).
 * **Field by field** (``_FieldReader``): the callbacks of every field line, with the
   limits checked as the lines arrive and request bodies read and discarded.
 
@@ -380,7 +382,7 @@ class RequestReader:
             lname = name.lower()
             if lname == b"content-length" or lname == b"transfer-encoding":
                 raise _FieldByField  # a body follows
-            self._field(request, lname, value.strip(b" \t"))
+            self._field(request, lname, value.lstrip(b" \t"))  # as llhttp hands it
         kept = tuple(
             (attr, value)
             for attr in KEPT_FIELDS.values()
@@ -392,12 +394,15 @@ class RequestReader:
         return kept
 
     def _field(self, request: Request, lname: bytes, value: bytes) -> None:
-        """One field line (name lower-cased, value without OWS): the limits, then kept
-        if the server acts on it. The one rule for both ways of reading a head."""
+        """One field line (name lower-cased, value without its leading OWS, as llhttp
+        hands it): the limits, then kept if the server acts on it. The one rule for both
+        ways of reading a head."""
         request.header_count += 1
         request.header_bytes += len(lname) + len(value) + 4
         if request.header_count > MAX_HEADER_FIELDS or request.header_bytes > MAX_HEADER_BYTES:
             raise _Reject(431)
+        # RFC 9112 §5.1: trailing whitespace is not part of the value (llhttp keeps it).
+        value = value.rstrip(b" \t")
         attr = KEPT_FIELDS.get(lname)
         if attr is not None:
             text = value.decode("latin-1")
@@ -456,8 +461,7 @@ class _FieldReader(RequestReader):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.request is not None
-        # RFC 9112 §5.1: trailing whitespace is not part of the value (llhttp keeps it).
-        self._field(self.request, name.lower(), value.rstrip(b" \t"))
+        self._field(self.request, name.lower(), value)
 
     def on_body(self, body: bytes) -> None:
         request = self.request
