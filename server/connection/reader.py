@@ -62,6 +62,11 @@ _FIELD_BLOCKS_MAX = 256
 _METHODS = {m.encode("ascii"): m for m in ("GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE")}
 
 
+def _method_text(method: bytes) -> str:
+    """llhttp's method as the request keeps it (the common ones without decoding)."""
+    return _METHODS.get(method) or method.decode("ascii", "replace")
+
+
 def _not_http(data: bytes) -> int:
     """Where the first RTSP or ICE request line (see _NOT_HTTP_LINE) in ``data`` begins,
     or -1. Field by field, each read is searched; whole, each request line is checked
@@ -253,7 +258,7 @@ class RequestReader:
         if request is not None:
             # The method, if the request line got that far: a refused HEAD gets no body.
             with contextlib.suppress(httptools.HttpParserError):
-                request.method = self._parser.get_method().decode("ascii", "replace")
+                request.method = _method_text(self._parser.get_method())
         return status
 
     def _count_head_bytes(self, data: bytes, began_here: bool) -> int | None:
@@ -298,9 +303,9 @@ class RequestReader:
         request = self.request
         assert request is not None
         self._in_head = False
-        version = self._take_fields(request) or self._parser.get_http_version()
         method = self._parser.get_method()
-        request.method = _METHODS.get(method) or method.decode("ascii", "replace")
+        request.method = _method_text(method)
+        version = self._take_fields(request, method) or self._parser.get_http_version()
         if version != "1.1" and version != "1.0":
             # RFC 9110 §6.2: a higher minor version of 1 is answered as 1.1 (the highest we
             # speak); another major version is not ours (505).
@@ -338,7 +343,7 @@ class RequestReader:
                     request.started = self.clock()
                 self._on_request(request)
 
-    def _take_fields(self, request: Request) -> str | None:
+    def _take_fields(self, request: Request, method: bytes) -> str | None:
         """Take the kept fields of the head llhttp has just accepted (its lines are
         "name:" OWS value CRLF, no bare CR or LF), or raise _FieldByField for a head to
         read field by field: a body follows, or a field line is refused.
@@ -353,7 +358,7 @@ class RequestReader:
         line_end = buf.find(b"\r\n", start)
         if (
             line_end < 0
-            or not buf.startswith(self._parser.get_method(), start)
+            or not buf.startswith(method, start)
             or not buf.startswith(b" HTTP/", line_end - 9)
         ):
             # Not where the head was expected (never), or a protocol llhttp takes and
@@ -456,7 +461,7 @@ class _FieldReader(RequestReader):
         status = self._parse(data[:line]) if line else None
         return status if status is not None else self._refused(400)
 
-    def _take_fields(self, request: Request) -> str | None:
+    def _take_fields(self, request: Request, method: bytes) -> str | None:
         return None  # on_header has taken them
 
     def on_header(self, name: bytes, value: bytes) -> None:
