@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from .pagecache import evict
 from .rawhttp import connect, get, read_responses
 from .serverproc import SEND_PATHS, ServerProcess
 
@@ -74,11 +75,7 @@ class ThrottledDisk:
         return ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "sh"]
 
     def evict(self, name: str) -> None:
-        fd = os.open(self.mount / name, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+        assert evict(self.mount / name), f"{name} stays in the page cache"
 
     def teardown(self) -> None:
         if self.mount.is_mount():

@@ -88,6 +88,8 @@ from server.observe.record import COMPLETE, Observer
 from server.process.app import build_shared
 from server.respond import handler
 
+from .pagecache import evict, resident_pages
+
 try:
     import uvloop
 except ImportError:  # pragma: no cover - a dependency everywhere but Windows
@@ -104,6 +106,8 @@ READ_PER_TURN = 16 * 1024  # what the slow client reads per loop turn
 SOCKET_BUFFER = 16 * 1024  # SO_SNDBUF of the server's end, SO_RCVBUF of the client's
 SETTLE_TURNS = 50  # loop turns to unwind in (worker threads finish meanwhile)
 SETTLE_SECONDS = 0.25  # then real time, for what is still closing
+COLD_ATTEMPTS = 20  # requests for a cold file until one's RWF_NOWAIT read misses for sure
+COLD_PAUSE = 0.02  # between them: hits come in bursts (tests/pagecache.py)
 JOB_SECONDS = 5.0  # no worker thread job of this module takes anywhere near this long
 RESULT_HANDOFF_SECONDS = 0.001  # for a finished job's result to be handed to the loop
 
@@ -240,14 +244,6 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _drop_from_page_cache(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 def _page_cache_can_be_dropped(directory: Path) -> bool:
     """Whether a file written here can be dropped from the page cache, as RWF_NOWAIT sees
     it (not on tmpfs, say: there the prefetch never runs). Probed on a file of its own:
@@ -257,18 +253,23 @@ def _page_cache_can_be_dropped(directory: Path) -> bool:
         f.write(os.urandom(64 * 1024))
         f.flush()
         os.fsync(f.fileno())
-    _drop_from_page_cache(probe)
-    fd = os.open(probe, os.O_RDONLY)
     try:
-        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
-    except BlockingIOError:
-        return True
-    except (OSError, AttributeError):
+        for _ in range(COLD_ATTEMPTS):  # a miss's readahead can finish before the read looks
+            if not evict(probe, timeout=2.0):
+                return False
+            fd = os.open(probe, os.O_RDONLY)
+            try:
+                os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+            except BlockingIOError:
+                return True
+            except (OSError, AttributeError):
+                return False
+            finally:
+                os.close(fd)
+            time.sleep(COLD_PAUSE)
         return False
     finally:
-        os.close(fd)
         probe.unlink()
-    return False
 
 
 # --- what the process, the loop and its threads hold -----------------------------------------
@@ -446,7 +447,8 @@ class Connection:
     @classmethod
     async def open(cls, lut: LoopUnderTest, case: Case, root: Path) -> Connection:
         if case.body.cold:
-            _drop_from_page_cache(root / case.body.target.lstrip("/"))
+            cold = root / case.body.target.lstrip("/")
+            assert evict(cold), f"{cold} stays in the page cache"
         fds_before = _open_fds()
         shared = build_shared(case.config(root), lut.loop)  # fresh caches, digests too
         # Digests are also kept with the files (an xattr): forget that one too.
@@ -668,12 +670,20 @@ async def _abort_while_a_thread_job_is_held(lut: LoopUnderTest, case: Case, root
             go_on.wait(JOB_SECONDS)
 
     lut.threads.hook = hold
-    conn = await Connection.open(lut, case, root)
-    for _ in range(MAX_TURNS):
-        await conn.turn(finish_started_jobs=False)
-        if lut.threads.busy:  # submitted: it starts once a worker thread gets the GIL
-            started.wait(JOB_SECONDS)
+    for _ in range(COLD_ATTEMPTS if case.body.cold else 1):
+        conn = await Connection.open(lut, case, root)
+        for _ in range(MAX_TURNS):
+            await conn.turn(finish_started_jobs=False)
+            if lut.threads.busy:  # submitted: it starts once a worker thread gets the GIL
+                started.wait(JOB_SECONDS)
+                break
+        if started.is_set():
             break
+        # The file was cold, and still the server's RWF_NOWAIT reads all hit: each miss
+        # starts readahead, which the read can find done (tests/pagecache.py). Again.
+        conn.server_aborts()
+        await conn.check_settled()
+        await asyncio.sleep(COLD_PAUSE)
     assert started.is_set(), "no worker-thread job started"
     assert len(conn.files_held) == 1
     file_fd = conn.files_held[0].fd
@@ -774,3 +784,18 @@ def test_thread_fd_is_closed_once_by_whoever_holds_it_last(tmp_path: Path) -> No
         assert never.claim() == -1
         never.release()  # a late release is harmless
         assert len(os.listdir("/proc/self/fd")) == started
+
+
+def test_a_file_made_cold_has_no_page_resident(root: Path) -> None:
+    """The tests above rely on ``evict``: a file just read is resident, and none of it after."""
+    if not _page_cache_can_be_dropped(root):
+        pytest.skip("files cannot be dropped from the page cache here")
+    cold = root / "cold.bin"
+    fd = os.open(cold, os.O_RDONLY)
+    try:
+        os.pread(fd, SMALLISH, 0)
+        assert resident_pages(fd) > 0
+        assert evict(cold)
+        assert resident_pages(fd) == 0
+    finally:
+        os.close(fd)
